@@ -1,0 +1,567 @@
+//! Server configuration: one TOML file, parsed into typed structs and validated
+//! with file and line for every error.
+//!
+//! The shipped `hotline.toml` is compiled in and is the default, so "no config
+//! file" and "the example config" can never drift apart.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The example configuration shipped at the repository root.
+pub const EXAMPLE_CONFIG: &str = include_str!("../hotline.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
+    #[serde(default)]
+    pub dialplans: DialplansConfig,
+    #[serde(default)]
+    pub recordings: RecordingsConfig,
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+    /// Directory that relative paths in this config are resolved against.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    pub listen: SocketAddr,
+    pub domain: String,
+    #[serde(default = "default_min_expires")]
+    pub min_expires: u32,
+    #[serde(default = "default_max_expires")]
+    pub max_expires: u32,
+    #[serde(default = "default_nonce_ttl")]
+    pub nonce_ttl_secs: u64,
+    #[serde(default = "default_auth_max_failures")]
+    pub auth_max_failures: u32,
+    #[serde(default = "default_auth_window")]
+    pub auth_window_secs: u64,
+    #[serde(default = "default_auth_block")]
+    pub auth_block_secs: u64,
+    /// Digest algorithms offered, most preferred first ("MD5", "SHA-256").
+    #[serde(default = "default_digest_algorithms")]
+    pub digest_algorithms: Vec<String>,
+}
+
+fn default_digest_algorithms() -> Vec<String> {
+    vec!["MD5".to_string(), "SHA-256".to_string()]
+}
+
+fn default_min_expires() -> u32 {
+    60
+}
+fn default_max_expires() -> u32 {
+    3600
+}
+fn default_nonce_ttl() -> u64 {
+    300
+}
+fn default_auth_max_failures() -> u32 {
+    5
+}
+fn default_auth_window() -> u64 {
+    60
+}
+fn default_auth_block() -> u64 {
+    300
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    #[serde(default = "default_rtp_ports")]
+    pub rtp_ports: String,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            rtp_ports: default_rtp_ports(),
+        }
+    }
+}
+
+fn default_rtp_ports() -> String {
+    "20000-30000".to_string()
+}
+
+impl MediaConfig {
+    /// The configured RTP port range as (first, last), inclusive.
+    pub fn port_range(&self) -> Result<(u16, u16), String> {
+        parse_port_range(&self.rtp_ports)
+    }
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected \"FIRST-LAST\", got {s:?}"))?;
+    let first: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a port number"))?;
+    let last: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a port number"))?;
+    if first == 0 || first > last {
+        return Err(format!("expected 1 <= FIRST <= LAST, got {first}-{last}"));
+    }
+    if last - first < 3 {
+        return Err("the range must hold at least 4 ports".to_string());
+    }
+    Ok((first, last))
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DialplansConfig {
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingsConfig {
+    #[serde(default = "default_recordings_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for RecordingsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_recordings_dir(),
+        }
+    }
+}
+
+fn default_recordings_dir() -> PathBuf {
+    PathBuf::from("recordings")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub id: String,
+    pub name: String,
+    pub password: String,
+    #[serde(default)]
+    pub skills: Vec<String>,
+}
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Every error found in one file, for `check-config` and start-up.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Environment variables that override configuration keys, documented in the README.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("HOTLINE_SIP_LISTEN", "sip.listen"),
+    ("HOTLINE_SIP_DOMAIN", "sip.domain"),
+    ("HOTLINE_HTTP_LISTEN", "http.listen"),
+    ("HOTLINE_DATABASE_URL", "database.url"),
+    ("HOTLINE_RTP_PORTS", "media.rtp_ports"),
+    ("HOTLINE_RECORDINGS_DIR", "recordings.dir"),
+];
+
+impl Config {
+    /// The compiled-in example configuration, relative paths resolved against
+    /// the current directory.
+    pub fn builtin() -> Self {
+        match Self::parse(EXAMPLE_CONFIG, "<built-in hotline.toml>", Path::new(".")) {
+            Ok(cfg) => cfg,
+            // The example file is checked by a unit test; reaching this is a build defect.
+            Err(e) => panic!("the built-in example configuration is invalid: {e}"),
+        }
+    }
+
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.display().to_string(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        Self::parse(&text, &path.display().to_string(), &base)
+    }
+
+    /// Parse and validate configuration text. `file` names it in errors.
+    pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Self, ConfigErrors> {
+        let err = |line: Option<usize>, message: String| ConfigError {
+            file: file.to_string(),
+            line,
+            message,
+        };
+        let mut cfg: Config = toml::from_str(text).map_err(|e: toml::de::Error| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            ConfigErrors(vec![err(line, e.message().trim().to_string())])
+        })?;
+        cfg.base_dir = base_dir.to_path_buf();
+
+        let locate = Locator::new(text);
+        let mut errors = Vec::new();
+        if cfg.sip.domain.trim().is_empty() {
+            errors.push(err(
+                locate.key(&["sip", "domain"]),
+                "sip.domain: expected a non-empty domain name".into(),
+            ));
+        }
+        if cfg.sip.min_expires == 0 || cfg.sip.min_expires > cfg.sip.max_expires {
+            errors.push(err(
+                locate.key(&["sip", "min_expires"]),
+                format!(
+                    "sip.min_expires: expected 1..=max_expires ({}), got {}",
+                    cfg.sip.max_expires, cfg.sip.min_expires
+                ),
+            ));
+        }
+        if cfg.sip.auth_max_failures == 0 {
+            errors.push(err(
+                locate.key(&["sip", "auth_max_failures"]),
+                "sip.auth_max_failures: expected at least 1".into(),
+            ));
+        }
+        if cfg.sip.digest_algorithms.is_empty()
+            || cfg
+                .sip
+                .digest_algorithms
+                .iter()
+                .any(|a| crate::sip::digest::Algorithm::parse(a).is_none())
+        {
+            errors.push(err(
+                locate.key(&["sip", "digest_algorithms"]),
+                format!(
+                    "sip.digest_algorithms: expected a non-empty list of \"MD5\" and \"SHA-256\", got {:?}",
+                    cfg.sip.digest_algorithms
+                ),
+            ));
+        }
+        if cfg.sip.listen == cfg.http.listen {
+            errors.push(err(
+                locate.key(&["http", "listen"]),
+                "http.listen: must differ from sip.listen".into(),
+            ));
+        }
+        let url = &cfg.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            errors.push(err(
+                locate.key(&["database", "url"]),
+                format!(
+                    "database.url: expected sqlite://FILE or postgres://USER@HOST/DB, got {url:?}"
+                ),
+            ));
+        }
+        if let Err(m) = cfg.media.port_range() {
+            errors.push(err(
+                locate.key(&["media", "rtp_ports"]),
+                format!("media.rtp_ports: {m}"),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, agent) in cfg.agents.iter().enumerate() {
+            let line = locate.array_item(&["agents"], i, "id");
+            if agent.id.is_empty()
+                || !agent
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                errors.push(err(
+                    line,
+                    format!(
+                        "agents[{i}].id: expected letters, digits, '.', '_' or '-', got {:?}",
+                        agent.id
+                    ),
+                ));
+            }
+            if !seen.insert(agent.id.clone()) {
+                errors.push(err(
+                    line,
+                    format!("agents[{i}].id: duplicate agent id {:?}", agent.id),
+                ));
+            }
+            if agent.password.len() < 6 {
+                errors.push(err(
+                    locate.array_item(&["agents"], i, "password"),
+                    format!("agents[{i}].password: expected at least 6 characters"),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Apply `HOTLINE_*` environment overrides (see [`ENV_OVERRIDES`]).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        let bad = |var: &str, m: String| ConfigError {
+            file: format!("${var}"),
+            line: None,
+            message: m,
+        };
+        if let Some(v) = get("HOTLINE_SIP_LISTEN") {
+            match v.parse() {
+                Ok(a) => self.sip.listen = a,
+                Err(_) => errors.push(bad(
+                    "HOTLINE_SIP_LISTEN",
+                    format!("expected IP:PORT, got {v:?}"),
+                )),
+            }
+        }
+        if let Some(v) = get("HOTLINE_SIP_DOMAIN") {
+            self.sip.domain = v;
+        }
+        if let Some(v) = get("HOTLINE_HTTP_LISTEN") {
+            match v.parse() {
+                Ok(a) => self.http.listen = a,
+                Err(_) => errors.push(bad(
+                    "HOTLINE_HTTP_LISTEN",
+                    format!("expected IP:PORT, got {v:?}"),
+                )),
+            }
+        }
+        if let Some(v) = get("HOTLINE_DATABASE_URL") {
+            self.database.url = v;
+        }
+        if let Some(v) = get("HOTLINE_RTP_PORTS") {
+            match parse_port_range(&v) {
+                Ok(_) => self.media.rtp_ports = v,
+                Err(m) => errors.push(bad("HOTLINE_RTP_PORTS", m)),
+            }
+        }
+        if let Some(v) = get("HOTLINE_RECORDINGS_DIR") {
+            self.recordings.dir = PathBuf::from(v);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Resolve a path from this config against the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(offset.min(text.len()))
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Finds the line of a key in the original text, for semantic errors that serde
+/// cannot attach a span to.
+struct Locator<'a> {
+    text: &'a str,
+    table: Option<toml::Spanned<toml::de::DeTable<'a>>>,
+}
+
+impl<'a> Locator<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            table: toml::de::DeTable::parse(text).ok(),
+        }
+    }
+
+    fn key(&self, path: &[&str]) -> Option<usize> {
+        let mut table = self.table.as_ref()?.get_ref();
+        let (last, parents) = path.split_last()?;
+        for p in parents {
+            match table.get(*p)?.get_ref() {
+                toml::de::DeValue::Table(t) => table = t,
+                _ => return None,
+            }
+        }
+        let (k, _) = table.get_key_value(*last)?;
+        Some(line_of(self.text, k.span().start))
+    }
+
+    fn array_item(&self, path: &[&str], index: usize, field: &str) -> Option<usize> {
+        let mut table = self.table.as_ref()?.get_ref();
+        let (last, parents) = path.split_last()?;
+        for p in parents {
+            match table.get(*p)?.get_ref() {
+                toml::de::DeValue::Table(t) => table = t,
+                _ => return None,
+            }
+        }
+        let toml::de::DeValue::Array(items) = table.get(*last)?.get_ref() else {
+            return None;
+        };
+        let item = items.get(index)?;
+        if let toml::de::DeValue::Table(t) = item.get_ref() {
+            if let Some((k, _)) = t.get_key_value(field) {
+                return Some(line_of(self.text, k.span().start));
+            }
+        }
+        Some(line_of(self.text, item.span().start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_is_valid_and_is_the_builtin_default() {
+        let cfg = Config::builtin();
+        assert_eq!(cfg.sip.listen, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(cfg.sip.domain, "hotline.local");
+        assert_eq!(cfg.http.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(cfg.database.url, "sqlite://hotline.db");
+        let ids: Vec<_> = cfg.agents.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["1001", "1002", "1003"]);
+        assert_eq!(cfg.media.port_range().unwrap(), (20000, 30000));
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let text = "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \n";
+        let e = Config::parse(text, "x.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].line, Some(3), "{e}");
+        assert!(e.to_string().starts_with("x.toml:3:"), "{e}");
+    }
+
+    #[test]
+    fn bad_address_points_at_its_line() {
+        let text = "[sip]\nlisten = \"nope\"\ndomain = \"d\"\n[http]\nlisten=\"127.0.0.1:1\"\n[database]\nurl=\"sqlite://x.db\"\n";
+        let e = Config::parse(text, "x.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.0[0].line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_line() {
+        let text = "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"d\"\nlisen = 1\n[http]\nlisten=\"127.0.0.1:1\"\n[database]\nurl=\"sqlite://x.db\"\n";
+        let e = Config::parse(text, "x.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.0[0].line, Some(4), "{e}");
+        assert!(e.0[0].message.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_its_line() {
+        let text = r#"[sip]
+listen = "127.0.0.1:5060"
+domain = ""
+[http]
+listen = "127.0.0.1:5060"
+[database]
+url = "mysql://x"
+[media]
+rtp_ports = "30000-20000"
+[[agents]]
+id = "1001"
+name = "a"
+password = "secret1"
+[[agents]]
+id = "1001"
+name = "b"
+password = "x"
+"#;
+        let e = Config::parse(text, "bad.toml", Path::new(".")).unwrap_err();
+        let lines: Vec<_> = e.0.iter().map(|e| e.line).collect();
+        assert_eq!(
+            lines,
+            [Some(3), Some(5), Some(7), Some(9), Some(15), Some(17)],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn env_overrides_apply_and_reject_bad_values() {
+        let mut cfg = Config::builtin();
+        cfg.apply_env(|k| match k {
+            "HOTLINE_DATABASE_URL" => Some("postgres://root@127.0.0.1/test".into()),
+            "HOTLINE_SIP_LISTEN" => Some("127.0.0.1:5070".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(cfg.database.url, "postgres://root@127.0.0.1/test");
+        assert_eq!(cfg.sip.listen.port(), 5070);
+        let e = cfg
+            .apply_env(|k| (k == "HOTLINE_HTTP_LISTEN").then(|| "bad".into()))
+            .unwrap_err();
+        assert!(e.to_string().contains("HOTLINE_HTTP_LISTEN"));
+    }
+}

@@ -1,0 +1,100 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hotline::config::Config;
+
+/// hotline: SIP call-centre server for after-sales service hotlines.
+#[derive(Parser)]
+#[command(name = "hotline", version, about, propagate_version = true)]
+struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (SIP, media, HTTP API) until SIGINT/SIGTERM.
+    Serve {
+        /// Configuration file; without it the built-in example configuration is used.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and print every error with its line; exit 1 on error.
+    CheckConfig {
+        /// The configuration file to check.
+        file: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config } => {
+            init_logging(cli.log_format);
+            let loaded = match &config {
+                Some(path) => Config::load(path),
+                None => Ok(Config::builtin()),
+            };
+            let mut cfg = match loaded {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Err(errors) = cfg.apply_env(|k| std::env::var(k).ok()) {
+                eprintln!("{errors}");
+                return ExitCode::FAILURE;
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("hotline: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(hotline::server::serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hotline: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
