@@ -95,14 +95,30 @@ pub struct DatabaseConfig {
 pub struct MediaConfig {
     #[serde(default = "default_rtp_ports")]
     pub rtp_ports: String,
+    /// Address RTP binds to and puts in SDP; default: the SIP listen address.
+    #[serde(default)]
+    pub address: Option<std::net::IpAddr>,
+    /// Hang up when no RTP arrives for this long (0 = never).
+    #[serde(default = "default_media_timeout")]
+    pub timeout_secs: u64,
+    /// Media worker threads; default: one per CPU core.
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             rtp_ports: default_rtp_ports(),
+            address: None,
+            timeout_secs: default_media_timeout(),
+            workers: None,
         }
     }
+}
+
+fn default_media_timeout() -> u64 {
+    30
 }
 
 fn default_rtp_ports() -> String {
@@ -319,6 +335,22 @@ impl Config {
                 ),
             ));
         }
+        let media_ip = cfg.media.address.unwrap_or(cfg.sip.listen.ip());
+        if media_ip.is_unspecified() {
+            errors.push(err(
+                locate
+                    .key(&["media", "address"])
+                    .or(locate.key(&["sip", "listen"])),
+                "media.address: required when sip.listen is a wildcard address (it goes into SDP)"
+                    .into(),
+            ));
+        }
+        if cfg.media.workers == Some(0) {
+            errors.push(err(
+                locate.key(&["media", "workers"]),
+                "media.workers: expected at least 1".into(),
+            ));
+        }
         if let Err(m) = cfg.media.port_range() {
             errors.push(err(
                 locate.key(&["media", "rtp_ports"]),
@@ -408,6 +440,20 @@ impl Config {
         } else {
             Err(ConfigErrors(errors))
         }
+    }
+
+    /// The address RTP binds to and advertises.
+    pub fn media_address(&self) -> std::net::IpAddr {
+        self.media.address.unwrap_or(self.sip.listen.ip())
+    }
+
+    /// Dialplan files, resolved against the config file's directory.
+    pub fn dialplan_paths(&self) -> Vec<PathBuf> {
+        self.dialplans
+            .files
+            .iter()
+            .map(|p| self.resolve(p))
+            .collect()
     }
 
     /// Resolve a path from this config against the config file's directory.

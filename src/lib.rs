@@ -4,6 +4,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod ivr;
 pub mod server;
 pub mod sip;
 pub mod store;

@@ -34,6 +34,12 @@ enum Command {
         /// The configuration file to check.
         file: PathBuf,
     },
+    /// Check dialplan files (references, prompts, reachability, loops); exit 1 on error.
+    CheckDialplan {
+        /// Dialplan files to check together (numbers must not repeat across them).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -61,6 +67,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::CheckDialplan { files } => {
+            let errors = hotline::ivr::check_files(&files);
+            if errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                ExitCode::FAILURE
+            }
+        }
         Command::Serve { config } => {
             init_logging(cli.log_format);
             let loaded = match &config {

@@ -11,7 +11,7 @@ use tracing::info;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::sip::guard::GuardPolicy;
-use crate::sip::registrar::RegistrarPolicy;
+use crate::sip::registrar::{Binding, Change, RegistrarPolicy};
 
 /// Install process-wide providers once: the rustls crypto provider (ring) and
 /// the Prometheus recorder.
@@ -29,6 +29,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = install_globals()?;
     let cancel = CancellationToken::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    let store = crate::store::Store::connect(&config.database.url)
+        .await
+        .with_context(|| {
+            format!(
+                "database {}",
+                crate::store::redact_url(&config.database.url)
+            )
+        })?;
+    let (writer, writer_task) =
+        crate::store::StoreWriter::spawn(store.clone(), crate::store::WriterConfig::default());
+    for agent in &config.agents {
+        store
+            .upsert_agent(&crate::store::Agent {
+                id: agent.id.clone(),
+                name: agent.name.clone(),
+                skills: agent.skills.clone(),
+                department: String::new(),
+            })
+            .await
+            .context("cannot save agents")?;
+    }
+    let restored = restore_registrations(&store, clock.now_ms()).await;
+    info!(bindings = restored.len(), "registrations restored");
+    let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(persist_registrations(changes_rx, writer.clone()));
 
     let passwords: HashMap<String, String> = config
         .agents
@@ -56,9 +82,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .filter_map(|a| crate::sip::digest::Algorithm::parse(a))
             .collect(),
         passwords,
-        restored: vec![],
+        restored,
     };
-    let sip = crate::sip::start(settings, clock.clone(), None, cancel.clone()).await?;
+    let sip = crate::sip::start(
+        settings,
+        clock.clone(),
+        Some(changes_tx),
+        None,
+        cancel.clone(),
+    )
+    .await?;
 
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -85,8 +118,66 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     wait_for_stop().await;
     info!("stopping");
     cancel.cancel();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Give queued records a moment to land; a database that is away must not hold the stop.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), writer.flush()).await;
+    drop(writer);
+    writer_task.abort();
     Ok(())
+}
+
+/// Bindings saved before the last stop, still live now.
+async fn restore_registrations(store: &crate::store::Store, now_ms: u64) -> Vec<Binding> {
+    let rows = match store.load_live_registrations(now_ms as i64).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load saved registrations; phones will re-register");
+            return vec![];
+        }
+    };
+    rows.into_iter()
+        .filter_map(|r| {
+            Some(Binding {
+                aor: r.agent_id,
+                contact: r.contact_uri,
+                source: r.source.parse().ok()?,
+                transport: r.transport,
+                expires_at_ms: u64::try_from(r.expires_at).ok()?,
+                call_id: r.call_id,
+                cseq: u32::try_from(r.cseq).ok()?,
+                user_agent: r.user_agent,
+            })
+        })
+        .collect()
+}
+
+/// Write registrar changes through the batching writer (never blocks SIP).
+async fn persist_registrations(
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<Change>,
+    writer: crate::store::StoreWriter,
+) {
+    while let Some(change) = changes.recv().await {
+        let op = match change {
+            Change::Saved(b) => {
+                crate::store::WriteOp::SaveRegistration(crate::store::Registration {
+                    agent_id: b.aor,
+                    contact_uri: b.contact,
+                    source: b.source.to_string(),
+                    transport: b.transport,
+                    expires_at: b.expires_at_ms as i64,
+                    call_id: b.call_id,
+                    cseq: i64::from(b.cseq),
+                    user_agent: b.user_agent,
+                })
+            }
+            Change::Removed { aor, contact } => crate::store::WriteOp::DeleteRegistration {
+                agent_id: aor,
+                contact_uri: contact,
+            },
+        };
+        if let Err(e) = writer.try_send(op) {
+            tracing::warn!(error = %e, "registration change not persisted");
+        }
+    }
 }
 
 async fn wait_for_stop() {

@@ -7,7 +7,10 @@
 
 pub mod digest;
 pub mod guard;
+pub mod info;
+pub mod leg;
 pub mod registrar;
+pub mod sdp;
 mod server;
 mod socket;
 pub mod wire;

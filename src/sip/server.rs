@@ -20,6 +20,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::digest::{Credentials, DigestAuth, Rejection};
 use super::guard::{AuthGuard, GuardPolicy};
+use super::leg::InboundCall;
 use super::registrar::{
     Binding, Change, RegisterOutcome, RegisterRequest, Registrar, RegistrarPolicy,
 };
@@ -104,6 +105,7 @@ pub async fn start(
     settings: SipSettings,
     clock: Arc<dyn Clock>,
     changes: Option<mpsc::UnboundedSender<Change>>,
+    calls: Option<mpsc::Sender<InboundCall>>,
     cancel: CancellationToken,
 ) -> anyhow::Result<SipHandle> {
     let udp = tokio::net::UdpSocket::bind(settings.listen)
@@ -141,6 +143,11 @@ pub async fn start(
     let mut incoming = endpoint
         .incoming_transactions()
         .map_err(|e| anyhow::anyhow!("SIP endpoint: {e}"))?;
+    let dialogs = Arc::new(rsipstack::dialog::dialog_layer::DialogLayer::new(
+        endpoint.inner.clone(),
+    ));
+    let contact = rsipstack::sip::Uri::try_from(format!("sip:hotline@{local_addr}").as_str())
+        .map_err(|e| anyhow::anyhow!("local contact: {e}"))?;
     tokio::spawn(async move { endpoint.serve().await });
 
     let mut secret = [0u8; 32];
@@ -157,6 +164,9 @@ pub async fn start(
         settings,
         clock,
         changes,
+        calls,
+        dialogs,
+        contact,
     };
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(256);
     info!(%local_addr, "SIP listening on UDP and TCP");
@@ -190,6 +200,9 @@ struct Dispatcher {
     registrar: Registrar,
     clock: Arc<dyn Clock>,
     changes: Option<mpsc::UnboundedSender<Change>>,
+    calls: Option<mpsc::Sender<InboundCall>>,
+    dialogs: Arc<rsipstack::dialog::dialog_layer::DialogLayer>,
+    contact: rsipstack::sip::Uri,
 }
 
 impl Dispatcher {
@@ -222,54 +235,120 @@ impl Dispatcher {
         let method = tx.original.method;
         let call_id = header_value(&tx.original, "Call-ID").unwrap_or_default();
         let span = info_span!("sip", %method, call_id = %call_id);
+        let _entered = span.enter();
         metrics::counter!("hotline_sip_requests_total", "method" => method.to_string())
             .increment(1);
+        if method == Method::Ack {
+            return;
+        }
         let source = source_addr(&tx.original);
-        async {
-            if method == Method::Ack {
+        let now = self.clock.now_ms();
+        if let Some(src) = source {
+            if self.guard.is_blocked(src.ip(), now) {
+                debug!(%src, "request from blocked source");
+                spawn_reply(tx, StatusCode::Forbidden, vec![]);
                 return;
             }
-            let now = self.clock.now_ms();
-            if let Some(src) = source {
-                if self.guard.is_blocked(src.ip(), now) {
-                    debug!(%src, "request from blocked source");
-                    reply(&mut tx, StatusCode::Forbidden, vec![]).await;
-                    return;
-                }
-            }
-            match method {
-                Method::Register => self.on_register(&mut tx, source, now).await,
-                Method::Options => {
-                    let headers = vec![
-                        other("Allow", wire::ALLOWED_METHODS),
-                        other(
-                            "Accept",
-                            "application/sdp, application/dtmf-relay, application/dtmf",
-                        ),
-                        other("Accept-Language", "zh-CN, en"),
-                        other("Supported", ""),
-                    ];
-                    reply(&mut tx, StatusCode::OK, headers).await;
-                }
-                Method::Invite => {
-                    // Inbound calls arrive with the IVR; until a number is served here, nobody answers.
-                    reply(&mut tx, StatusCode::TemporarilyUnavailable, vec![]).await;
-                }
-                Method::Bye | Method::Info | Method::Refer => {
-                    reply(&mut tx, StatusCode::CallTransactionDoesNotExist, vec![]).await;
-                }
-                _ => {
-                    reply(
-                        &mut tx,
-                        StatusCode::NotImplemented,
-                        vec![other("Allow", wire::ALLOWED_METHODS)],
-                    )
-                    .await;
-                }
-            }
         }
-        .instrument(span)
-        .await
+        if has_to_tag(&tx.original) && method != Method::Register && method != Method::Options {
+            self.in_dialog(tx);
+            return;
+        }
+        match method {
+            Method::Register => {
+                drop(_entered);
+                self.on_register(&mut tx, source, now)
+                    .instrument(span.clone())
+                    .await
+            }
+            Method::Options => {
+                let headers = vec![
+                    other("Allow", wire::ALLOWED_METHODS),
+                    other(
+                        "Accept",
+                        "application/sdp, application/dtmf-relay, application/dtmf",
+                    ),
+                    other("Accept-Language", "zh-CN, en"),
+                    other("Supported", ""),
+                ];
+                spawn_reply(tx, StatusCode::OK, headers);
+            }
+            Method::Invite => self.on_invite(tx, call_id),
+            Method::Bye | Method::Info | Method::Refer => {
+                spawn_reply(tx, StatusCode::CallTransactionDoesNotExist, vec![]);
+            }
+            _ => spawn_reply(
+                tx,
+                StatusCode::NotImplemented,
+                vec![other("Allow", wire::ALLOWED_METHODS)],
+            ),
+        }
+    }
+
+    /// A request inside an existing dialog: the dialog handles it.
+    fn in_dialog(&mut self, mut tx: Transaction) {
+        match self.dialogs.match_dialog(&tx) {
+            Some(rsipstack::dialog::dialog::Dialog::Invite(mut d)) => {
+                tokio::spawn(async move {
+                    if let Err(e) = d.handle(&mut tx).await {
+                        debug!(error = %e, "in-dialog request failed");
+                    }
+                });
+            }
+            _ => spawn_reply(tx, StatusCode::CallTransactionDoesNotExist, vec![]),
+        }
+    }
+
+    /// A new INVITE: create the dialog and hand the call to the call manager.
+    fn on_invite(&mut self, mut tx: Transaction, call_id: String) {
+        let Some(calls) = self.calls.clone() else {
+            spawn_reply(tx, StatusCode::TemporarilyUnavailable, vec![]);
+            return;
+        };
+        let req = &tx.original;
+        let caller = header_value(req, "P-Asserted-Identity")
+            .and_then(|v| uri_user(&v))
+            .or_else(|| header_value(req, "From").and_then(|v| uri_user(&v)))
+            .unwrap_or_else(|| "anonymous".to_string());
+        let called = uri_user(&req.uri.to_string()).unwrap_or_default();
+        let offer = (!req.body.is_empty()).then(|| String::from_utf8_lossy(&req.body).into_owned());
+        let (state_tx, state_rx) = mpsc::unbounded_channel();
+        let dialog = match self.dialogs.get_or_create_server_invite(
+            &tx,
+            state_tx,
+            None,
+            Some(self.contact.clone()),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "cannot create dialog");
+                spawn_reply(tx, StatusCode::ServerInternalError, vec![]);
+                return;
+            }
+        };
+        let call = super::leg::inbound(
+            dialog.clone(),
+            state_rx,
+            self.dialogs.clone(),
+            call_id,
+            caller,
+            called,
+            offer,
+        );
+        let mut d = dialog;
+        tokio::spawn(async move {
+            // Runs the INVITE transaction: 100 Trying, our final answer, ACK or CANCEL.
+            if let Err(e) = d.handle(&mut tx).await {
+                debug!(error = %e, "INVITE transaction ended with error");
+            }
+        });
+        if let Err(e) = calls.try_send(call) {
+            warn!("call manager is not keeping up; rejecting call");
+            let call = match e {
+                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
+            };
+            call.leg.reject(503, Some("overloaded"));
+        }
     }
 
     async fn on_register(&mut self, tx: &mut Transaction, source: Option<SocketAddr>, now: u64) {
@@ -406,6 +485,11 @@ fn other(name: &str, value: &str) -> Header {
     Header::Other(name.to_string(), value.to_string())
 }
 
+/// Answer a transaction from its own task, so the dispatcher never waits on a send.
+fn spawn_reply(mut tx: Transaction, status: StatusCode, headers: Vec<Header>) {
+    tokio::spawn(async move { reply(&mut tx, status, headers).await });
+}
+
 async fn reply(tx: &mut Transaction, status: StatusCode, headers: Vec<Header>) {
     if let Err(e) = tx.reply_with(status, headers, None).await {
         warn!(error = %e, "could not send response");
@@ -478,6 +562,15 @@ fn source_addr(req: &Request) -> Option<SocketAddr> {
     }
     let ip: IpAddr = host.parse().ok()?;
     Some(SocketAddr::new(ip, port.unwrap_or(5060)))
+}
+
+fn has_to_tag(req: &Request) -> bool {
+    header_value(req, "To").is_some_and(|to| {
+        let params = to.rsplit_once('>').map(|(_, p)| p).unwrap_or(&to);
+        params
+            .split(';')
+            .any(|p| p.trim().to_ascii_lowercase().starts_with("tag="))
+    })
 }
 
 fn via_transport(req: &Request) -> Option<String> {

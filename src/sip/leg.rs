@@ -1,0 +1,231 @@
+//! A call leg as the rest of hotline sees it: answer, reject, hang up, and a
+//! stream of [`LegEvent`]s. It hides the stack's dialog types; the call logic
+//! never touches SIP messages.
+
+use std::sync::Arc;
+
+use rsipstack::dialog::dialog::{DialogState, TerminatedReason, TransactionHandle};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{Header, Request, StatusCode};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+/// Why a leg ended, from the point of view of the call record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndCause {
+    /// The remote side sent BYE.
+    RemoteBye,
+    /// We sent BYE.
+    LocalBye,
+    /// The caller cancelled before answer (CANCEL → 487).
+    Cancelled,
+    /// We rejected the INVITE with this status.
+    Rejected(u16),
+    /// No ACK for our 200, or a transaction timed out.
+    Timeout,
+    /// Anything else, with the status that ended it.
+    Other(u16),
+}
+
+impl EndCause {
+    /// Which side ended the call: "caller", "hotline" or "network".
+    pub fn side(&self) -> &'static str {
+        match self {
+            EndCause::RemoteBye | EndCause::Cancelled => "caller",
+            EndCause::LocalBye | EndCause::Rejected(_) => "hotline",
+            EndCause::Timeout | EndCause::Other(_) => "network",
+        }
+    }
+
+    /// A short cause for logs and call records.
+    pub fn describe(&self) -> String {
+        match self {
+            EndCause::RemoteBye => "remote_bye".into(),
+            EndCause::LocalBye => "local_bye".into(),
+            EndCause::Cancelled => "cancelled".into(),
+            EndCause::Rejected(c) => format!("rejected_{c}"),
+            EndCause::Timeout => "timeout".into(),
+            EndCause::Other(c) => format!("status_{c}"),
+        }
+    }
+}
+
+/// Answers an in-dialog request (re-INVITE, INFO) exactly once.
+pub struct Responder(TransactionHandle);
+
+impl Responder {
+    /// 200 OK, with an SDP body when given.
+    pub async fn ok(self, sdp: Option<String>) {
+        let headers = sdp
+            .is_some()
+            .then(|| vec![Header::ContentType("application/sdp".into())]);
+        let _ = self
+            .0
+            .respond(StatusCode::OK, headers, sdp.map(String::into_bytes))
+            .await;
+    }
+
+    /// A final error response (e.g. 488 for an unusable re-INVITE offer).
+    pub async fn reject(self, status: u16) {
+        let _ = self.0.respond(StatusCode::from(status), None, None).await;
+    }
+}
+
+pub enum LegEvent {
+    /// The ACK for our 200 arrived; it carries the answer when the INVITE had no offer.
+    Confirmed { ack_sdp: Option<String> },
+    /// A re-INVITE (hold, resume, session refresh) waiting for our answer.
+    Reinvite {
+        sdp: Option<String>,
+        reply: Responder,
+    },
+    /// An INFO request (DTMF relay) waiting for our answer.
+    Info {
+        content_type: String,
+        body: String,
+        reply: Responder,
+    },
+    /// The dialog is over.
+    Ended(EndCause),
+}
+
+/// A new inbound call, handed by the SIP dispatcher to the call manager.
+pub struct InboundCall {
+    pub call_id: String,
+    /// The caller's number (user part of P-Asserted-Identity or From).
+    pub caller: String,
+    /// The dialled number (user part of the Request-URI).
+    pub called: String,
+    /// SDP offer in the INVITE, if any.
+    pub offer: Option<String>,
+    pub leg: Leg,
+    pub events: mpsc::UnboundedReceiver<LegEvent>,
+}
+
+/// Our side of one INVITE dialog.
+#[derive(Clone)]
+pub struct Leg {
+    dialog: InviteDialog,
+}
+
+impl Leg {
+    /// 180 Ringing.
+    pub fn ringing(&self) {
+        let _ = self.dialog.ringing(None, None);
+    }
+
+    /// 200 OK with our SDP.
+    pub fn answer(&self, sdp: &str) -> Result<(), String> {
+        self.dialog
+            .accept(
+                Some(vec![Header::ContentType("application/sdp".into())]),
+                Some(sdp.as_bytes().to_vec()),
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    /// A final non-2xx response to the INVITE; `warning` explains it (RFC 3261 §20.43).
+    pub fn reject(&self, status: u16, warning: Option<&str>) {
+        let _ = self
+            .dialog
+            .reject(Some(StatusCode::from(status)), warning.map(str::to_string));
+    }
+
+    /// BYE (after answer).
+    pub async fn hangup(&self) {
+        if let Err(e) = self.dialog.bye().await {
+            debug!(error = %e, "BYE failed");
+        }
+    }
+}
+
+fn body_text(req: &Request) -> Option<String> {
+    (!req.body.is_empty()).then(|| String::from_utf8_lossy(&req.body).into_owned())
+}
+
+/// Build an [`InboundCall`] from a new server dialog and translate its state
+/// changes into [`LegEvent`]s until it ends (then forget the dialog).
+pub(crate) fn inbound(
+    dialog: InviteDialog,
+    mut states: mpsc::UnboundedReceiver<DialogState>,
+    layer: Arc<DialogLayer>,
+    call_id: String,
+    caller: String,
+    called: String,
+    offer: Option<String>,
+) -> InboundCall {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let d = dialog.clone();
+    tokio::spawn(async move {
+        while let Some(state) = states.recv().await {
+            let event = match state {
+                DialogState::Confirmed(..) => {
+                    let ack_sdp = d.last_remote_ack().as_ref().and_then(body_text);
+                    Some(LegEvent::Confirmed { ack_sdp })
+                }
+                DialogState::Updated(_, req, handle) => Some(LegEvent::Reinvite {
+                    sdp: body_text(&req),
+                    reply: Responder(handle),
+                }),
+                DialogState::Info(_, req, handle) => {
+                    let content_type = req
+                        .headers
+                        .iter()
+                        .find(|h| h.name().eq_ignore_ascii_case("Content-Type"))
+                        .map(|h| h.value().to_ascii_lowercase())
+                        .unwrap_or_default();
+                    Some(LegEvent::Info {
+                        content_type,
+                        body: body_text(&req).unwrap_or_default(),
+                        reply: Responder(handle),
+                    })
+                }
+                DialogState::Options(_, _, handle) => {
+                    let _ = handle.reply(StatusCode::OK).await;
+                    None
+                }
+                DialogState::Notify(_, _, handle)
+                | DialogState::Message(_, _, handle)
+                | DialogState::Publish(_, _, handle)
+                | DialogState::Refer(_, _, handle) => {
+                    let _ = handle.reply(StatusCode::NotImplemented).await;
+                    None
+                }
+                DialogState::Terminated(id, reason) => {
+                    layer.remove_dialog(&id);
+                    let cause = match reason {
+                        TerminatedReason::UacBye => EndCause::RemoteBye,
+                        TerminatedReason::UasBye => EndCause::LocalBye,
+                        TerminatedReason::UacCancel => EndCause::Cancelled,
+                        TerminatedReason::UasDecline => EndCause::Rejected(603),
+                        TerminatedReason::UasBusy => EndCause::Rejected(486),
+                        TerminatedReason::Timeout => EndCause::Timeout,
+                        TerminatedReason::UasOther(c) | TerminatedReason::UacOther(c) => {
+                            EndCause::Other(u16::from(c))
+                        }
+                        TerminatedReason::ProxyError(c) => EndCause::Other(u16::from(c)),
+                        TerminatedReason::UacBusy => EndCause::Other(486),
+                        TerminatedReason::ProxyAuthRequired => EndCause::Other(407),
+                    };
+                    let _ = tx.send(LegEvent::Ended(cause));
+                    break;
+                }
+                _ => None,
+            };
+            if let Some(e) = event {
+                if tx.send(e).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    InboundCall {
+        call_id,
+        caller,
+        called,
+        offer,
+        leg: Leg { dialog },
+        events: rx,
+    }
+}
