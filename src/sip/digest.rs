@@ -174,8 +174,7 @@ impl DigestAuth {
             secret,
             nonce_ttl_ms,
             used: HashMap::new(),
-            // Most preferred first (RFC 8760 §2.4). MD5 leads by default: many
-            // phones (and SIPp) answer only the first challenge and know only MD5.
+            // Most preferred first (RFC 8760 §2.4); the config decides.
             algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
         }
     }

@@ -114,6 +114,8 @@ struct Parsed<'a> {
     terminated: bool,
     /// A header line was not `name: value`.
     bad_line: bool,
+    /// The header section holds control characters (RFC 3261 §25.1 allows none but HTAB).
+    bad_char: bool,
 }
 
 fn is_token_char(c: char) -> bool {
@@ -129,6 +131,7 @@ fn split(datagram: &[u8]) -> Option<Parsed<'_>> {
         None => (datagram, 0, false),
     };
     let head = std::str::from_utf8(head).ok()?;
+    let bad_char = head.bytes().any(is_forbidden_control);
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start_line = lines.next()?;
     let mut headers: Vec<RawHeader> = Vec::new();
@@ -165,7 +168,26 @@ fn split(datagram: &[u8]) -> Option<Parsed<'_>> {
         body_len,
         terminated,
         bad_line,
+        bad_char,
     })
+}
+
+/// Control characters SIP headers may not carry (CR and LF frame lines; HTAB is whitespace).
+fn is_forbidden_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n') || b == 0x7f
+}
+
+/// A datagram larger than we read (RFC 3261 §21.5.14: 513 Message Too Large),
+/// judged on its first `head` bytes.
+pub fn inspect_oversized(head: &[u8]) -> Verdict {
+    let Some(p) = split(head) else {
+        return Verdict::Drop("oversized and unreadable");
+    };
+    let method = p.start_line.split(' ').next().unwrap_or("");
+    if p.start_line.starts_with("SIP/") || method.is_empty() {
+        return Verdict::Drop("oversized response or garbage");
+    }
+    reply_or_drop(&p, method, 513, "Message Too Large")
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -200,7 +222,11 @@ pub fn inspect_datagram(datagram: &[u8]) -> Verdict {
     }
     if method == "ACK" {
         // Never answered; let the stack judge it if it is framed at all.
-        return if p.terminated && !p.bad_line && check_headers(&p, method, true).is_ok() {
+        return if p.terminated
+            && !p.bad_line
+            && !p.bad_char
+            && check_headers(&p, method, true).is_ok()
+        {
             Verdict::Pass
         } else {
             Verdict::Drop("malformed ACK")
@@ -211,6 +237,9 @@ pub fn inspect_datagram(datagram: &[u8]) -> Verdict {
     }
     if p.bad_line {
         return reply_or_drop(&p, method, 400, "Malformed Header Line");
+    }
+    if p.bad_char {
+        return reply_or_drop(&p, method, 400, "Invalid Character In Header");
     }
     if let Err((status, reason)) = check_headers(&p, method, true) {
         return reply_or_drop(&p, method, status, reason);
@@ -365,6 +394,14 @@ fn reply_or_drop(p: &Parsed, method: &str, status: u16, reason: &str) -> Verdict
     if vias.is_empty() {
         return Verdict::Drop("no Via to answer to");
     }
+    let echoed = vias
+        .iter()
+        .map(|v| v.value.as_str())
+        .chain([from, to, call_id, cseq]);
+    if echoed.clone().any(|v| v.bytes().any(is_forbidden_control)) {
+        // Echoing control characters back would make our reply as broken as the request.
+        return Verdict::Drop("control characters in the headers a reply must echo");
+    }
     let mut out = String::with_capacity(512);
     let _ = write!(out, "SIP/2.0 {status} {reason}\r\n");
     for v in vias {
@@ -391,6 +428,15 @@ fn reply_or_drop(p: &Parsed, method: &str, status: u16, reason: &str) -> Verdict
         reason: reason.to_string(),
         bytes: out.into_bytes(),
     }
+}
+
+/// Whether bytes we built as a reply are a SIP message the stack reads back
+/// (used by the fuzz target to check our own replies).
+pub fn reply_is_parseable(bytes: &[u8]) -> bool {
+    matches!(
+        rsipstack::sip::SipMessage::try_from(bytes),
+        Ok(rsipstack::sip::SipMessage::Response(_))
+    )
 }
 
 /// A To tag derived from the Call-ID, so a retransmitted broken request gets
@@ -640,6 +686,36 @@ mod tests {
             status(&inspect_datagram(&req(&l, ""))),
             Some((400, "Malformed Header Line".into()))
         );
+    }
+
+    #[test]
+    fn control_characters_in_headers_are_refused() {
+        let mut l = options(&["Subject: bell\u{7}here"]);
+        l.push("Content-Length: 0");
+        assert_eq!(
+            status(&inspect_datagram(&req(&l, ""))),
+            Some((400, "Invalid Character In Header".into()))
+        );
+        // In a header the reply would echo: dropped rather than echoed.
+        let l: Vec<_> = options(&["Content-Length: 0"])
+            .into_iter()
+            .map(|h| {
+                if h.starts_with("Call-ID") {
+                    "Call-ID: c1\u{0}x"
+                } else {
+                    h
+                }
+            })
+            .collect();
+        assert!(matches!(inspect_datagram(&req(&l, "")), Verdict::Drop(_)));
+    }
+
+    #[test]
+    fn oversized_request_gets_513() {
+        let mut l = options(&[]);
+        l.push("Content-Length: 0");
+        let v = inspect_oversized(&req(&l, ""));
+        assert_eq!(status(&v).map(|s| s.0), Some(513));
     }
 
     #[test]
