@@ -67,17 +67,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::CheckDialplan { files } => {
-            let errors = hotline::ivr::check_files(&files);
-            if errors.is_empty() {
+        Command::CheckDialplan { files } => match hotline::call::Routing::load(&files) {
+            Ok(routing) => {
+                for plan in routing.dialplans.plans() {
+                    println!(
+                        "{}: ok ({} nodes, numbers {})",
+                        plan.path.display(),
+                        plan.nodes.len(),
+                        plan.numbers.join(", ")
+                    );
+                }
                 ExitCode::SUCCESS
-            } else {
+            }
+            Err(errors) => {
                 for e in errors {
                     eprintln!("{e}");
                 }
                 ExitCode::FAILURE
             }
-        }
+        },
         Command::Serve { config } => {
             init_logging(cli.log_format);
             let loaded = match &config {

@@ -84,11 +84,51 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         passwords,
         restored,
     };
+    let dialplan_paths = config.dialplan_paths();
+    let routing = crate::call::Routing::load(&dialplan_paths).map_err(|errors| {
+        anyhow::anyhow!("dialplans could not be loaded:\n{}", errors.join("\n"))
+    })?;
+    info!(
+        dialplans = routing.dialplans.plans().len(),
+        prompts = routing.prompts.len(),
+        "dialplans loaded"
+    );
+    let (routing_tx, routing_rx) = tokio::sync::watch::channel(Arc::new(routing));
+    tokio::spawn(reload_on_hangup(dialplan_paths, routing_tx));
+
+    let (first_port, last_port) = config
+        .media
+        .port_range()
+        .map_err(|e| anyhow::anyhow!("media.rtp_ports: {e}"))?;
+    let media = crate::media::engine::MediaEngine::start(crate::media::engine::EngineSettings {
+        address: config.media_address(),
+        ports: (first_port, last_port),
+        workers: config.media.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        timeout: std::time::Duration::from_secs(config.media.timeout_secs),
+    })
+    .context("cannot start media workers")?;
+    let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(1024);
+    crate::call::spawn_manager(
+        calls_rx,
+        Arc::new(crate::call::CallDeps {
+            media,
+            routing: routing_rx,
+            store: store.clone(),
+            writer: writer.clone(),
+            clock: clock.clone(),
+            answer_delay: std::time::Duration::from_millis(config.sip.answer_delay_ms),
+        }),
+    );
+
     let sip = crate::sip::start(
         settings,
         clock.clone(),
         Some(changes_tx),
-        None,
+        Some(calls_tx),
         cancel.clone(),
     )
     .await?;
@@ -123,6 +163,43 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     drop(writer);
     writer_task.abort();
     Ok(())
+}
+
+/// SIGHUP: load dialplans and prompts again; swap them in only if all is well.
+async fn reload_on_hangup(
+    paths: Vec<std::path::PathBuf>,
+    routing: tokio::sync::watch::Sender<Arc<crate::call::Routing>>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; dialplan reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let loaded = {
+            let paths = paths.clone();
+            tokio::task::spawn_blocking(move || crate::call::Routing::load(&paths)).await
+        };
+        match loaded {
+            Ok(Ok(r)) => {
+                info!(
+                    dialplans = r.dialplans.plans().len(),
+                    prompts = r.prompts.len(),
+                    "dialplans reloaded"
+                );
+                metrics::counter!("hotline_dialplan_reloads_total", "result" => "ok").increment(1);
+                routing.send_replace(Arc::new(r));
+            }
+            Ok(Err(errors)) => {
+                for e in &errors {
+                    tracing::error!(error = %e, "dialplan reload refused");
+                }
+                metrics::counter!("hotline_dialplan_reloads_total", "result" => "refused")
+                    .increment(1);
+            }
+            Err(e) => tracing::error!(error = %e, "dialplan reload failed"),
+        }
+    }
 }
 
 /// Bindings saved before the last stop, still live now.

@@ -158,9 +158,14 @@ pub(crate) fn inbound(
     let (tx, rx) = mpsc::unbounded_channel();
     let d = dialog.clone();
     tokio::spawn(async move {
+        // The stack reports Confirmed again after every in-dialog request
+        // (INFO, re-INVITE); only the first one is the ACK.
+        let mut confirmed = false;
         while let Some(state) = states.recv().await {
             let event = match state {
+                DialogState::Confirmed(..) if confirmed => None,
                 DialogState::Confirmed(..) => {
+                    confirmed = true;
                     let ack_sdp = d.last_remote_ack().as_ref().and_then(body_text);
                     Some(LegEvent::Confirmed { ack_sdp })
                 }

@@ -12,6 +12,15 @@ pub enum Codec {
     Pcma,
 }
 
+impl From<Codec> for crate::media::g711::G711 {
+    fn from(c: Codec) -> Self {
+        match c {
+            Codec::Pcmu => crate::media::g711::G711::Pcmu,
+            Codec::Pcma => crate::media::g711::G711::Pcma,
+        }
+    }
+}
+
 impl Codec {
     pub fn payload_type(self) -> u8 {
         match self {

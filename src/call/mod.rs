@@ -1,0 +1,102 @@
+//! Calls: one tokio task per call owns its SIP leg, its media session and its
+//! IVR interpreter, and turns their events into the interpreter's input.
+//!
+//! [`Routing`] (dialplans + decoded prompts) is loaded and checked as a whole
+//! and swapped atomically on reload; a call keeps the routing it started with.
+
+mod inbound;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::Clock;
+use crate::ivr::{DialplanSet, NodeKind};
+use crate::media::engine::MediaEngine;
+use crate::media::prompt::Prompt;
+use crate::sip::leg::InboundCall;
+use crate::store::{Store, StoreWriter};
+
+/// Dialplans and every prompt they name, decoded once.
+pub struct Routing {
+    pub dialplans: DialplanSet,
+    pub prompts: HashMap<PathBuf, Arc<Prompt>>,
+}
+
+impl Routing {
+    /// Load dialplans and decode their prompts; every problem is reported.
+    pub fn load(paths: &[PathBuf]) -> Result<Routing, Vec<String>> {
+        let dialplans = DialplanSet::load(paths)
+            .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let mut prompts = HashMap::new();
+        let mut errors = Vec::new();
+        for plan in dialplans.plans() {
+            for node in plan.nodes.values() {
+                for name in prompt_names(&node.kind) {
+                    let path = plan.prompt_path(name);
+                    if prompts.contains_key(&path) {
+                        continue;
+                    }
+                    match Prompt::load(&path) {
+                        Ok(p) => {
+                            prompts.insert(path, Arc::new(p));
+                        }
+                        Err(e) => {
+                            errors.push(format!("{}:{}: {e}", plan.path.display(), node.line))
+                        }
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(Routing { dialplans, prompts })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn prompt_names(kind: &NodeKind) -> Vec<&str> {
+    let mut v = Vec::new();
+    match kind {
+        NodeKind::Play(p) => v.push(p.prompt.as_str()),
+        NodeKind::Menu(m) => {
+            v.push(m.prompt.as_str());
+            v.extend(m.invalid_prompt.as_deref());
+            v.extend(m.timeout_prompt.as_deref());
+        }
+        NodeKind::Collect(c) => {
+            v.push(c.prompt.as_str());
+            v.extend(c.invalid_prompt.as_deref());
+            v.extend(c.timeout_prompt.as_deref());
+        }
+        NodeKind::Queue(q) => v.extend(q.prompt.as_deref()),
+        NodeKind::Callback(c) => v.extend(c.prompt.as_deref()),
+        NodeKind::Hangup { prompt } => v.extend(prompt.as_deref()),
+        _ => {}
+    }
+    v
+}
+
+/// What every call task needs.
+pub struct CallDeps {
+    pub media: MediaEngine,
+    pub routing: watch::Receiver<Arc<Routing>>,
+    pub store: Store,
+    pub writer: StoreWriter,
+    pub clock: Arc<dyn Clock>,
+    /// Ring this long (180) before answering.
+    pub answer_delay: std::time::Duration,
+}
+
+/// Take inbound calls from the SIP dispatcher and give each its own task.
+pub fn spawn_manager(mut calls: mpsc::Receiver<InboundCall>, deps: Arc<CallDeps>) {
+    tokio::spawn(async move {
+        while let Some(call) = calls.recv().await {
+            let deps = deps.clone();
+            tokio::spawn(inbound::run(call, deps));
+        }
+    });
+}

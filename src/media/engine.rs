@@ -1,0 +1,534 @@
+//! The media engine: a few worker threads, each moving RTP for many calls
+//! from one 20 ms tick.
+//!
+//! Per tick a worker reads what arrived on each session's socket (RFC 4733
+//! events, in-band tones, symmetric-RTP address learning, media timeout),
+//! then sends exactly one 20 ms packet per session (prompt audio or silence).
+//! No task or timer per packet, no allocation per packet: buffers live in the
+//! worker and are reused. Call tasks steer sessions through a channel the
+//! worker drains at the start of each tick, and hear back through their own
+//! event channel; nothing here waits on SIP, HTTP or the database.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, warn};
+
+use super::dtmf::DtmfReceiver;
+use super::goertzel::DtmfDetector;
+use super::prompt::Prompt;
+use super::rtcp::{ntp_from_unix, RtcpStats};
+use super::rtp::{RtpPacket, RtpSender};
+use crate::sip::sdp::Codec;
+
+/// One 20 ms frame at 8 kHz.
+pub const FRAME_SAMPLES: usize = 160;
+const TICK: Duration = Duration::from_millis(20);
+/// Reads per session per tick: bounds the work a flood can cause.
+const MAX_READS_PER_TICK: usize = 16;
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How a digit reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtmfMethod {
+    Rfc4733,
+    Inband,
+    SipInfo,
+}
+
+impl DtmfMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            DtmfMethod::Rfc4733 => "rfc4733",
+            DtmfMethod::Inband => "inband",
+            DtmfMethod::SipInfo => "info",
+        }
+    }
+}
+
+/// What a session tells its call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// The prompt started with this token played to its end.
+    PromptFinished {
+        token: u64,
+    },
+    Digit {
+        digit: char,
+        method: DtmfMethod,
+    },
+    /// No RTP from the remote side for the configured time.
+    Timeout,
+    /// Symmetric RTP: the remote's packets come from somewhere else than its SDP said.
+    RemoteLearned {
+        addr: SocketAddr,
+    },
+}
+
+/// Where and how to send, from SDP negotiation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamParams {
+    pub remote: SocketAddr,
+    pub codec: Codec,
+    pub dtmf_pt: Option<u8>,
+    /// False while the remote side holds the call (sendonly/inactive from them).
+    pub send: bool,
+}
+
+enum Control {
+    Add(Box<Session>),
+    Configure(u64, StreamParams),
+    Play(u64, Arc<Prompt>, u64),
+    StopPlaying(u64),
+    Remove(u64),
+}
+
+/// Hands out RTP/RTCP port pairs from the configured range. The OS is the
+/// judge of what is free: a pair that fails to bind is skipped.
+struct PortPool {
+    first: u16,
+    pairs: u32,
+    cursor: AtomicU32,
+}
+
+impl PortPool {
+    fn new(first: u16, last: u16) -> Self {
+        let first = first + (first % 2); // RTP on even ports (RFC 3550 §11)
+        let pairs = u32::from(last.saturating_sub(first)) / 2 + 1;
+        Self {
+            first,
+            pairs: pairs.max(1),
+            cursor: AtomicU32::new(0),
+        }
+    }
+
+    fn bind(&self, ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
+        for _ in 0..self.pairs {
+            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.pairs;
+            let port = u32::from(self.first) + 2 * i;
+            let (Ok(rtp_port), Ok(rtcp_port)) = (u16::try_from(port), u16::try_from(port + 1))
+            else {
+                continue;
+            };
+            let Ok(rtp) = UdpSocket::bind(SocketAddr::new(ip, rtp_port)) else {
+                continue;
+            };
+            let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, rtcp_port)) else {
+                continue;
+            };
+            rtp.set_nonblocking(true)?;
+            rtcp.set_nonblocking(true)?;
+            return Ok((rtp, rtcp));
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "no free RTP port pair in the configured range",
+        ))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub address: IpAddr,
+    pub ports: (u16, u16),
+    pub workers: usize,
+    /// Hang up when nothing arrives for this long (0 = never).
+    pub timeout: Duration,
+}
+
+/// Handle to the media workers; cheap to clone.
+#[derive(Clone)]
+pub struct MediaEngine {
+    workers: Arc<Vec<Sender<Control>>>,
+    ports: Arc<PortPool>,
+    next_id: Arc<AtomicU64>,
+    settings: Arc<EngineSettings>,
+}
+
+impl MediaEngine {
+    pub fn start(settings: EngineSettings) -> io::Result<Self> {
+        let mut workers = Vec::new();
+        for i in 0..settings.workers.max(1) {
+            let (tx, rx) = mpsc::channel();
+            let timeout = settings.timeout;
+            std::thread::Builder::new()
+                .name(format!("media-{i}"))
+                .spawn(move || Worker::new(rx, timeout).run())?;
+            workers.push(tx);
+        }
+        Ok(Self {
+            workers: Arc::new(workers),
+            ports: Arc::new(PortPool::new(settings.ports.0, settings.ports.1)),
+            next_id: Arc::new(AtomicU64::new(1)),
+            settings: Arc::new(settings),
+        })
+    }
+
+    /// Open a session: binds its ports now (the SDP needs them) and hands the
+    /// sockets to a worker. Events for the call arrive on `events`.
+    pub fn open(&self, events: UnboundedSender<MediaEvent>) -> io::Result<MediaSession> {
+        let (rtp, rtcp) = self.ports.bind(self.settings.address)?;
+        let local = rtp.local_addr()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let worker = self.workers[(id as usize) % self.workers.len()].clone();
+        let session = Session::new(id, rtp, rtcp, events);
+        worker
+            .send(Control::Add(Box::new(session)))
+            .map_err(|_| io::Error::other("media worker stopped"))?;
+        metrics::gauge!("hotline_media_sessions").increment(1.0);
+        Ok(MediaSession { id, local, worker })
+    }
+}
+
+/// A call's handle on its media session; dropping it closes the session.
+pub struct MediaSession {
+    id: u64,
+    local: SocketAddr,
+    worker: Sender<Control>,
+}
+
+impl MediaSession {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Start or change sending and receiving (after SDP negotiation or re-INVITE).
+    pub fn configure(&self, params: StreamParams) {
+        let _ = self.worker.send(Control::Configure(self.id, params));
+    }
+
+    /// Play a prompt from its start; replaces whatever was playing.
+    pub fn play(&self, prompt: Arc<Prompt>, token: u64) {
+        let _ = self.worker.send(Control::Play(self.id, prompt, token));
+    }
+
+    pub fn stop_playing(&self) {
+        let _ = self.worker.send(Control::StopPlaying(self.id));
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        let _ = self.worker.send(Control::Remove(self.id));
+        metrics::gauge!("hotline_media_sessions").decrement(1.0);
+    }
+}
+
+struct Playback {
+    prompt: Arc<Prompt>,
+    token: u64,
+    frame: usize,
+}
+
+struct Session {
+    id: u64,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    events: UnboundedSender<MediaEvent>,
+    params: Option<StreamParams>,
+    /// Where packets go: the SDP address until the remote's packets show otherwise.
+    remote: Option<SocketAddr>,
+    learned: bool,
+    sender: RtpSender,
+    rtcp_stats: RtcpStats,
+    playback: Option<Playback>,
+    dtmf: DtmfReceiver,
+    inband: DtmfDetector,
+    /// Once the remote sends RFC 4733 events, in-band detection is off (no doubles).
+    seen_rfc4733: bool,
+    last_rx: Instant,
+    timed_out: bool,
+    last_rtcp: Instant,
+    pcm: [i16; FRAME_SAMPLES],
+}
+
+impl Session {
+    fn new(id: u64, rtp: UdpSocket, rtcp: UdpSocket, events: UnboundedSender<MediaEvent>) -> Self {
+        let now = Instant::now();
+        let ssrc: u32 = rand::random();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            id,
+            rtp,
+            rtcp,
+            events,
+            params: None,
+            remote: None,
+            learned: false,
+            sender: RtpSender::new(ssrc),
+            rtcp_stats: RtcpStats::new(ssrc, "hotline", 8000, now, ntp_from_unix(wall)),
+            playback: None,
+            dtmf: DtmfReceiver::new(),
+            inband: DtmfDetector::new(),
+            seen_rfc4733: false,
+            last_rx: now,
+            timed_out: false,
+            last_rtcp: now,
+            pcm: [0; FRAME_SAMPLES],
+        }
+    }
+
+    fn configure(&mut self, p: StreamParams, now: Instant) {
+        if self.params.is_none() {
+            self.last_rx = now;
+        }
+        if !self.learned || self.params.map(|old| old.remote) != Some(p.remote) {
+            self.remote = Some(p.remote);
+            self.learned = false;
+        }
+        if !p.send {
+            // Held: the remote may stop sending too; do not count it as dead.
+            self.last_rx = now;
+        }
+        self.params = Some(p);
+    }
+
+    fn tick(&mut self, now: Instant, timeout: Duration, buf: &mut [u8], out: &mut [u8]) {
+        self.receive(now, buf);
+        self.drain_rtcp(now, buf);
+        let Some(p) = self.params else {
+            return;
+        };
+        if p.send {
+            self.send_frame(p, out);
+        } else {
+            self.last_rx = now;
+        }
+        if !timeout.is_zero() && !self.timed_out && now.duration_since(self.last_rx) > timeout {
+            self.timed_out = true;
+            let _ = self.events.send(MediaEvent::Timeout);
+        }
+        if now.duration_since(self.last_rtcp) >= RTCP_INTERVAL {
+            self.last_rtcp = now;
+            self.send_rtcp(now);
+        }
+    }
+
+    fn receive(&mut self, now: Instant, buf: &mut [u8]) {
+        for _ in 0..MAX_READS_PER_TICK {
+            let (len, src) = match self.rtp.recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    debug!(session = self.id, error = %e, "RTP receive error");
+                    return;
+                }
+            };
+            let Some(p) = self.params else {
+                continue;
+            };
+            let Some(data) = buf.get(..len) else {
+                continue;
+            };
+            let Ok(pkt) = RtpPacket::parse(data) else {
+                continue;
+            };
+            let pt = pkt.payload_type();
+            if Some(pt) == p.dtmf_pt {
+                self.last_rx = now;
+                self.seen_rfc4733 = true;
+                if let Some(digit) = self.dtmf.push(pkt.timestamp(), pkt.payload()) {
+                    let _ = self.events.send(MediaEvent::Digit {
+                        digit,
+                        method: DtmfMethod::Rfc4733,
+                    });
+                }
+                self.latch(src);
+            } else if pt == p.codec.payload_type() {
+                self.last_rx = now;
+                self.latch(src);
+                self.rtcp_stats
+                    .on_received(pkt.ssrc(), pkt.sequence(), pkt.timestamp(), now);
+                if !self.seen_rfc4733 {
+                    let payload = pkt.payload();
+                    let n = payload.len().min(FRAME_SAMPLES);
+                    match p.codec {
+                        Codec::Pcmu => super::g711::decode_ulaw(&payload[..n], &mut self.pcm[..n]),
+                        Codec::Pcma => super::g711::decode_alaw(&payload[..n], &mut self.pcm[..n]),
+                    }
+                    if let Some(digit) = self.inband.push(&self.pcm[..n]) {
+                        let _ = self.events.send(MediaEvent::Digit {
+                            digit,
+                            method: DtmfMethod::Inband,
+                        });
+                    }
+                }
+            }
+            // Any other payload type (comfort noise, SIPp's filler) is ignored.
+        }
+    }
+
+    /// Symmetric RTP (RFC 4961): answer to where the audio really comes from.
+    fn latch(&mut self, src: SocketAddr) {
+        if self.remote != Some(src) {
+            self.remote = Some(src);
+            self.learned = true;
+            let _ = self.events.send(MediaEvent::RemoteLearned { addr: src });
+        }
+    }
+
+    fn send_frame(&mut self, p: StreamParams, out: &mut [u8]) {
+        let Some(remote) = self.remote else {
+            return;
+        };
+        let mut finished = None;
+        let payload: &[u8] = match &mut self.playback {
+            Some(pb) => match pb.prompt.frame(p.codec.into(), pb.frame) {
+                Some(f) => {
+                    pb.frame += 1;
+                    f
+                }
+                None => {
+                    finished = Some(pb.token);
+                    silence(p.codec)
+                }
+            },
+            None => silence(p.codec),
+        };
+        let written = self
+            .sender
+            .write(out, p.codec.payload_type(), payload, FRAME_SAMPLES as u32);
+        if let Some(pkt) = written.ok().and_then(|len| out.get(..len)) {
+            if let Err(e) = self.rtp.send_to(pkt, remote) {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    debug!(session = self.id, error = %e, "RTP send error");
+                }
+            }
+        }
+        if let Some(token) = finished {
+            self.playback = None;
+            let _ = self.events.send(MediaEvent::PromptFinished { token });
+        }
+    }
+
+    fn drain_rtcp(&mut self, now: Instant, buf: &mut [u8]) {
+        for _ in 0..MAX_READS_PER_TICK {
+            let Ok((len, _)) = self.rtcp.recv_from(buf) else {
+                return;
+            };
+            if let Some(data) = buf.get(..len) {
+                // Reports from the peer give us round-trip time; bad ones are ignored.
+                let _ = self.rtcp_stats.on_rtcp(data, now);
+            }
+        }
+    }
+
+    /// A sender report every few seconds (RFC 3550 §6.4); allocating here is
+    /// fine, it is not per packet.
+    fn send_rtcp(&mut self, now: Instant) {
+        let Some(remote) = self.remote else {
+            return;
+        };
+        let stats = self.sender.stats();
+        if let Ok(report) = self.rtcp_stats.build_report(now, Some(&stats)) {
+            let rtcp_remote = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
+            let _ = self.rtcp.send_to(&report, rtcp_remote);
+        }
+    }
+}
+
+fn silence(codec: Codec) -> &'static [u8] {
+    const ULAW: [u8; FRAME_SAMPLES] = [0xFF; FRAME_SAMPLES];
+    const ALAW: [u8; FRAME_SAMPLES] = [0xD5; FRAME_SAMPLES];
+    match codec {
+        Codec::Pcmu => &ULAW,
+        Codec::Pcma => &ALAW,
+    }
+}
+
+struct Worker {
+    control: Receiver<Control>,
+    sessions: HashMap<u64, Session>,
+    timeout: Duration,
+}
+
+impl Worker {
+    fn new(control: Receiver<Control>, timeout: Duration) -> Self {
+        Self {
+            control,
+            sessions: HashMap::new(),
+            timeout,
+        }
+    }
+
+    fn apply(&mut self, c: Control, now: Instant) {
+        match c {
+            Control::Add(s) => {
+                self.sessions.insert(s.id, *s);
+            }
+            Control::Configure(id, p) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.configure(p, now);
+                }
+            }
+            Control::Play(id, prompt, token) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.playback = Some(Playback {
+                        prompt,
+                        token,
+                        frame: 0,
+                    });
+                }
+            }
+            Control::StopPlaying(id) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.playback = None;
+                }
+            }
+            Control::Remove(id) => {
+                self.sessions.remove(&id);
+            }
+        }
+    }
+
+    fn run(mut self) {
+        let mut buf = vec![0u8; 2048];
+        let mut out = vec![0u8; 1500];
+        let mut next = Instant::now() + TICK;
+        loop {
+            if self.sessions.is_empty() {
+                // Idle: sleep until a call arrives.
+                match self.control.recv_timeout(Duration::from_secs(1)) {
+                    Ok(c) => self.apply(c, Instant::now()),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                next = Instant::now() + TICK;
+            }
+            loop {
+                match self.control.try_recv() {
+                    Ok(c) => self.apply(c, Instant::now()),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            let now = Instant::now();
+            for s in self.sessions.values_mut() {
+                s.tick(now, self.timeout, &mut buf, &mut out);
+            }
+            let after = Instant::now();
+            if after > next + Duration::from_millis(100) {
+                warn!(
+                    sessions = self.sessions.len(),
+                    late_ms = (after - next).as_millis() as u64,
+                    "media worker fell behind; resynchronising"
+                );
+                metrics::counter!("hotline_media_late_ticks_total").increment(1);
+                next = after + TICK;
+            } else {
+                if next > after {
+                    std::thread::sleep(next - after);
+                }
+                next += TICK;
+            }
+        }
+    }
+}
