@@ -28,6 +28,15 @@ pub struct Config {
     pub recordings: RecordingsConfig,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
+    #[serde(default)]
+    pub acd: AcdConfig,
+    #[serde(default)]
+    pub queues: Vec<crate::acd::QueueConfig>,
+    /// HTTP API users who are not agents: supervisors and administrators.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub api: ApiConfig,
     /// Directory that relative paths in this config are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -187,6 +196,37 @@ fn default_recordings_dir() -> PathBuf {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct AcdConfig {
+    /// An agent whose phone registers becomes ready unless they chose a state.
+    #[serde(default = "default_true")]
+    pub ready_on_register: bool,
+    /// Missed offers in a row before an agent is set not ready.
+    #[serde(default = "default_max_missed")]
+    pub max_missed_offers: u32,
+    /// Record bridged calls.
+    #[serde(default = "default_true")]
+    pub record: bool,
+}
+
+impl Default for AcdConfig {
+    fn default() -> Self {
+        Self {
+            ready_on_register: true,
+            max_missed_offers: default_max_missed(),
+            record: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_missed() -> u32 {
+    2
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub id: String,
     pub name: String,
@@ -194,6 +234,49 @@ pub struct AgentConfig {
     #[serde(default)]
     pub skills: Vec<String>,
 }
+
+/// A supervisor or administrator of the HTTP API (`[[users]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub id: String,
+    pub name: String,
+    pub password: String,
+    /// `supervisor` or `admin`.
+    pub role: String,
+}
+
+/// The HTTP API (`[api]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer tokens expire this long after login.
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl_secs: u64,
+    /// Largest request body accepted (work-order batches).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl_secs: default_token_ttl(),
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
+}
+
+fn default_token_ttl() -> u64 {
+    12 * 3600
+}
+
+fn default_max_body_bytes() -> usize {
+    8 * 1024 * 1024
+}
+
+/// Roles a `[[users]]` entry may have (agents come from `[[agents]]`).
+pub const USER_ROLES: &[&str] = &["supervisor", "admin"];
 
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,6 +446,21 @@ impl Config {
                 format!("media.rtp_ports: {m}"),
             ));
         }
+        let mut queue_names = HashSet::new();
+        for (i, q) in cfg.queues.iter().enumerate() {
+            if q.name.is_empty() || !queue_names.insert(q.name.clone()) {
+                errors.push(err(
+                    locate.array_item(&["queues"], i, "name"),
+                    format!(
+                        "queues[{i}].name: expected a unique, non-empty name, got {:?}",
+                        q.name
+                    ),
+                ));
+            }
+        }
+        if let Err(e) = crate::acd::Router::new(cfg.router_config()) {
+            errors.push(err(locate.key(&["queues"]), format!("queues: {e}")));
+        }
         let mut seen = HashSet::new();
         for (i, agent) in cfg.agents.iter().enumerate() {
             let line = locate.array_item(&["agents"], i, "id");
@@ -386,12 +484,81 @@ impl Config {
                     format!("agents[{i}].id: duplicate agent id {:?}", agent.id),
                 ));
             }
+            for skill in &agent.skills {
+                if crate::acd::Skill::parse(skill).is_none() {
+                    errors.push(err(
+                        locate.array_item(&["agents"], i, "skills"),
+                        format!(
+                            "agents[{i}].skills: expected \"NAME\" or \"NAME:1-10\", got {skill:?}"
+                        ),
+                    ));
+                }
+            }
             if agent.password.len() < 6 {
                 errors.push(err(
                     locate.array_item(&["agents"], i, "password"),
                     format!("agents[{i}].password: expected at least 6 characters"),
                 ));
             }
+        }
+        for (i, user) in cfg.users.iter().enumerate() {
+            let line = locate.array_item(&["users"], i, "id");
+            if user.id.is_empty()
+                || !user
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                errors.push(err(
+                    line,
+                    format!(
+                        "users[{i}].id: expected letters, digits, '.', '_' or '-', got {:?}",
+                        user.id
+                    ),
+                ));
+            }
+            if !seen.insert(user.id.clone()) {
+                errors.push(err(
+                    line,
+                    format!(
+                        "users[{i}].id: {:?} is already an agent or user id",
+                        user.id
+                    ),
+                ));
+            }
+            if user.password.len() < 6 {
+                errors.push(err(
+                    locate.array_item(&["users"], i, "password"),
+                    format!("users[{i}].password: expected at least 6 characters"),
+                ));
+            }
+            if !USER_ROLES.contains(&user.role.as_str()) {
+                errors.push(err(
+                    locate.array_item(&["users"], i, "role"),
+                    format!(
+                        "users[{i}].role: expected \"supervisor\" or \"admin\", got {:?}",
+                        user.role
+                    ),
+                ));
+            }
+        }
+        if cfg.api.token_ttl_secs < 60 {
+            errors.push(err(
+                locate.key(&["api", "token_ttl_secs"]),
+                format!(
+                    "api.token_ttl_secs: expected at least 60, got {}",
+                    cfg.api.token_ttl_secs
+                ),
+            ));
+        }
+        if cfg.api.max_body_bytes < 1024 {
+            errors.push(err(
+                locate.key(&["api", "max_body_bytes"]),
+                format!(
+                    "api.max_body_bytes: expected at least 1024, got {}",
+                    cfg.api.max_body_bytes
+                ),
+            ));
         }
         if errors.is_empty() {
             Ok(cfg)
@@ -445,6 +612,14 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The ACD router's configuration (queues and agent policy).
+    pub fn router_config(&self) -> crate::acd::RouterConfig {
+        crate::acd::RouterConfig {
+            queues: self.queues.clone(),
+            max_missed_offers: self.acd.max_missed_offers,
         }
     }
 
@@ -598,6 +773,44 @@ password = "x"
             [Some(3), Some(5), Some(7), Some(9), Some(15), Some(17)],
             "{e}"
         );
+    }
+
+    #[test]
+    fn example_config_has_a_supervisor_and_an_admin() {
+        let cfg = Config::builtin();
+        let users: Vec<_> = cfg
+            .users
+            .iter()
+            .map(|u| (u.id.as_str(), u.role.as_str()))
+            .collect();
+        assert_eq!(users, [("s1", "supervisor"), ("admin", "admin")]);
+        assert_eq!(cfg.api.token_ttl_secs, 12 * 3600);
+    }
+
+    #[test]
+    fn bad_users_and_api_settings_are_reported_with_lines() {
+        let text = r#"[sip]
+listen = "127.0.0.1:5060"
+domain = "d"
+[http]
+listen = "127.0.0.1:8080"
+[database]
+url = "sqlite://x.db"
+[api]
+token_ttl_secs = 5
+[[agents]]
+id = "1001"
+name = "a"
+password = "secret1"
+[[users]]
+id = "1001"
+name = "s"
+password = "secret1"
+role = "boss"
+"#;
+        let e = Config::parse(text, "bad.toml", Path::new(".")).unwrap_err();
+        let lines: Vec<_> = e.0.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [Some(15), Some(18), Some(9)], "{e}");
     }
 
     #[test]

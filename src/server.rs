@@ -83,6 +83,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .collect(),
         passwords,
         restored,
+        presence: None,
     };
     let dialplan_paths = config.dialplan_paths();
     let routing = crate::call::Routing::load(&dialplan_paths).map_err(|errors| {
@@ -111,7 +112,43 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         timeout: std::time::Duration::from_secs(config.media.timeout_secs),
     })
     .context("cannot start media workers")?;
+    check_queues(&routing_rx.borrow(), &config)?;
+    let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
+    for b in &settings.restored {
+        let _ = presence_tx.send((b.aor.clone(), true));
+    }
+    let acd = crate::call::acd::start(
+        config.router_config(),
+        config
+            .agents
+            .iter()
+            .map(|a| crate::call::acd::AcdAgent {
+                id: a.id.clone(),
+                skills: a
+                    .skills
+                    .iter()
+                    .filter_map(|s| crate::acd::Skill::parse(s))
+                    .collect(),
+            })
+            .collect(),
+        config.acd.ready_on_register,
+        presence_rx,
+        clock.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("queues: {e}"))?;
+
     let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(1024);
+    let sip = crate::sip::start(
+        crate::sip::SipSettings {
+            presence: Some(presence_tx),
+            ..settings
+        },
+        clock.clone(),
+        Some(changes_tx),
+        Some(calls_tx),
+        cancel.clone(),
+    )
+    .await?;
     crate::call::spawn_manager(
         calls_rx,
         Arc::new(crate::call::CallDeps {
@@ -121,23 +158,28 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             writer: writer.clone(),
             clock: clock.clone(),
             answer_delay: std::time::Duration::from_millis(config.sip.answer_delay_ms),
+            acd: acd.clone(),
+            sip: sip.clone(),
+            record: config.acd.record,
+            recordings: config.resolve(&config.recordings.dir),
         }),
     );
-
-    let sip = crate::sip::start(
-        settings,
-        clock.clone(),
-        Some(changes_tx),
-        Some(calls_tx),
-        cancel.clone(),
-    )
-    .await?;
 
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot bind HTTP {}", config.http.listen))?;
     let http_addr = http.local_addr()?;
-    let app = crate::api::router(crate::api::ApiState { metrics });
+    let events = crate::events::EventHub::new();
+    let api_state = crate::api::ApiState::new(
+        &config,
+        metrics,
+        store.clone(),
+        events.clone(),
+        Some(acd.clone()),
+        clock.clone(),
+    );
+    crate::api::spawn_queue_stats(&api_state, std::time::Duration::from_secs(2));
+    let app = crate::api::router(api_state);
     let http_cancel = cancel.clone();
     tokio::spawn(async move {
         let shutdown = async move { http_cancel.cancelled().await };
@@ -163,6 +205,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     drop(writer);
     writer_task.abort();
     Ok(())
+}
+
+/// Every queue a dialplan routes to must be configured.
+fn check_queues(routing: &crate::call::Routing, config: &Config) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    for plan in routing.dialplans.plans() {
+        for (name, node) in &plan.nodes {
+            if let crate::ivr::NodeKind::Queue(q) = &node.kind {
+                if !config.queues.iter().any(|c| c.name == q.queue) {
+                    missing.push(format!(
+                        "{}:{}: node {name} routes to queue {:?}, which is not in [[queues]]",
+                        plan.path.display(),
+                        node.line,
+                        q.queue
+                    ));
+                }
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(missing.join("\n")))
+    }
 }
 
 /// SIGHUP: load dialplans and prompts again; swap them in only if all is well.

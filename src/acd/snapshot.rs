@@ -92,7 +92,7 @@ pub struct AgentSnapshot {
     pub answered_today: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Snapshot {
     pub now_ms: u64,
     pub queues: Vec<QueueSnapshot>,

@@ -1,22 +1,209 @@
-//! HTTP API (axum): health, metrics, and the REST endpoints.
+//! HTTP API (axum): health, metrics, the REST endpoints of the agent desk,
+//! the supervisor wallboard and the ERP, and the live-event WebSocket.
+//!
+//! Every `/api/*` endpoint but `POST /api/login` and `GET /api/openapi.json`
+//! needs `Authorization: Bearer TOKEN`; roles are checked per endpoint (see
+//! [`auth::Role`]). Errors are JSON `{"error", "code"}` ([`error::ApiError`]).
+//! The routes are listed once in [`routes`], which builds the router and is
+//! checked against the OpenAPI document ([`openapi::document`]).
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+pub mod acd;
+pub mod auth;
+mod calls;
+mod customers;
+pub mod error;
+mod live;
+pub mod openapi;
+mod work_orders;
+mod ws;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, Method, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
 
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::events::EventHub;
+use crate::store::Store;
+
+pub use acd::{AcdHandle, StateRequest};
+pub use auth::{Auth, Principal, Role};
+pub use error::{ApiError, ApiResult};
+
+/// An agent as configured (`[[agents]]`), for `GET /api/agents`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentInfo {
+    pub id: String,
+    pub name: String,
+    pub skills: Vec<String>,
+}
+
+/// Everything the handlers share; cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
     pub metrics: PrometheusHandle,
+    pub store: Store,
+    pub auth: Arc<Auth>,
+    pub events: EventHub,
+    /// The ACD task; `None` when it is not running (those endpoints answer 503).
+    pub acd: Option<AcdHandle>,
+    pub agents: Arc<Vec<AgentInfo>>,
+    /// Where recordings are; relative `calls.recording` paths are resolved here.
+    pub recordings_dir: PathBuf,
+    pub clock: Arc<dyn Clock>,
+    pub max_body_bytes: usize,
 }
 
+impl ApiState {
+    /// State for `config`'s accounts, agents and API settings.
+    pub fn new(
+        config: &Config,
+        metrics: PrometheusHandle,
+        store: Store,
+        events: EventHub,
+        acd: Option<AcdHandle>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            metrics,
+            store,
+            auth: Arc::new(Auth::from_config(config, clock.clone())),
+            events,
+            acd,
+            agents: Arc::new(
+                config
+                    .agents
+                    .iter()
+                    .map(|a| AgentInfo {
+                        id: a.id.clone(),
+                        name: a.name.clone(),
+                        skills: a.skills.clone(),
+                    })
+                    .collect(),
+            ),
+            recordings_dir: config.resolve(&config.recordings.dir),
+            clock,
+            max_body_bytes: config.api.max_body_bytes,
+        }
+    }
+
+    /// The ACD handle, or 503 when the ACD is not running.
+    pub(crate) fn acd(&self) -> ApiResult<&AcdHandle> {
+        self.acd
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable("ACD not running".into()))
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Every route: (method, path as in OpenAPI, handler).
+pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
+    vec![
+        (Method::GET, "/healthz", get(healthz)),
+        (Method::GET, "/metrics", get(metrics)),
+        (Method::GET, "/api/openapi.json", get(openapi::serve)),
+        (Method::POST, "/api/login", post(live::login)),
+        (Method::POST, "/api/logout", post(live::logout)),
+        (Method::GET, "/api/me", get(live::me)),
+        (Method::GET, "/api/customers", get(customers::lookup)),
+        (Method::POST, "/api/customers", post(customers::upsert)),
+        (Method::GET, "/api/customers/{id}", get(customers::record)),
+        (Method::GET, "/api/calls", get(calls::search)),
+        (Method::GET, "/api/calls/{id}", get(calls::one)),
+        (
+            Method::GET,
+            "/api/calls/{id}/recording",
+            get(calls::recording),
+        ),
+        (
+            Method::POST,
+            "/api/calls/{id}/disposition",
+            post(calls::disposition),
+        ),
+        (Method::POST, "/api/work-orders", post(work_orders::import)),
+        (
+            Method::GET,
+            "/api/callback-requests",
+            get(live::callback_requests),
+        ),
+        (Method::GET, "/api/agents", get(live::agents)),
+        (
+            Method::POST,
+            "/api/agents/{id}/state",
+            post(live::set_state),
+        ),
+        (Method::GET, "/api/queues", get(live::queues)),
+        (Method::GET, "/api/events", get(ws::events)),
+    ]
+}
+
+/// The HTTP application.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    let limit = state.max_body_bytes;
+    let mut merged: Vec<(&'static str, MethodRouter<ApiState>)> = Vec::new();
+    for (_, path, route) in routes() {
+        // Several methods on one path: merge them into one MethodRouter.
+        match merged.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, existing)) => {
+                let taken = std::mem::take(existing);
+                *existing = taken.merge(route);
+            }
+            None => merged.push((path, route)),
+        }
+    }
+    let mut app = Router::new();
+    for (path, route) in merged {
+        app = app.route(path, route);
+    }
+    app.fallback(error::not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Publish `QueueStats` for every queue whose numbers changed, every `every`,
+/// while someone listens. Does nothing without the ACD.
+pub fn spawn_queue_stats(state: &ApiState, every: Duration) {
+    let Some(acd) = state.acd.clone() else {
+        return;
+    };
+    let events = state.events.clone();
+    tokio::spawn(async move {
+        let mut last: std::collections::HashMap<String, crate::events::Event> =
+            std::collections::HashMap::new();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            if events.subscribers() == 0 {
+                last.clear();
+                continue;
+            }
+            let snap = acd.snapshot().await;
+            for q in &snap.queues {
+                let ev = crate::events::Event::queue_stats(q);
+                if last.get(&q.name) != Some(&ev) {
+                    last.insert(q.name.clone(), ev.clone());
+                    events.publish(ev);
+                }
+            }
+        }
+    });
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed("method not allowed on this path".into())
 }
 
 async fn healthz() -> impl IntoResponse {

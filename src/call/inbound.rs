@@ -9,6 +9,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::acd::QueueMsg;
+use super::agent::{AgentEvent, AgentOutcome, Service};
 use super::{CallDeps, Routing};
 use crate::ivr::{
     CustomerSummary, HangupReason, Interpreter, IvrAction, IvrEvent, PromptId, TimerId,
@@ -90,7 +92,11 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
         arrived_at: arrived_ms as i64,
     }));
 
+    let (queue_tx, mut queue_rx) = mpsc::unbounded_channel::<QueueMsg>();
+    let (agent_tx, mut agent_rx) = mpsc::unbounded_channel::<AgentEvent>();
+    let service = Service::new(id.clone(), caller.clone(), deps.clone(), queue_tx, agent_tx);
     let mut call = Call {
+        service,
         id,
         deps: deps.clone(),
         routing,
@@ -248,7 +254,10 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
                         None => reply.reject(415).await,
                     }
                 }
+                // Only outbound legs ring, answer or fail.
+                Some(LegEvent::Ringing | LegEvent::Answered { .. } | LegEvent::Failed { .. }) => {}
                 Some(LegEvent::Ended(cause)) => {
+                    call.service.caller_gone().await;
                     call.pending.push_back(IvrEvent::CallerHungUp);
                     call.ending = Some(Ending { cause: cause.describe(), side: cause.side() });
                 }
@@ -264,13 +273,33 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
                 MediaEvent::Timeout => {
                     warn!("no RTP from the caller: media timeout, hanging up");
                     metrics::counter!("hotline_media_timeouts_total").increment(1);
+                    call.service.caller_gone().await;
                     call.leg.hangup().await;
                     call.ending = Some(Ending { cause: "media_timeout".into(), side: "hotline" });
                 }
                 MediaEvent::RemoteLearned { addr } => debug!(%addr, "RTP source learned"),
+                MediaEvent::RecordingFailed { reason } => warn!(%reason, "recording stopped"),
             },
+            Some(msg) = queue_rx.recv() => {
+                let keep = match &call.media {
+                    Some(m) => call.service.on_queue(msg, m).await,
+                    None => true,
+                };
+                if !keep {
+                    call.service.caller_gone().await;
+                    call.leg.hangup().await;
+                    call.ending = Some(Ending { cause: "queue_full".into(), side: "hotline" });
+                }
+            }
+            Some(ev) = agent_rx.recv() => {
+                if let Some(AgentOutcome::AgentHungUp) = call.service.on_agent(ev).await {
+                    call.leg.hangup().await;
+                    call.ending = Some(Ending { cause: "agent_bye".into(), side: "agent" });
+                }
+            }
             Some(msg) = internal_rx.recv() => match msg {
                 Internal::Customer(found) => {
+                    call.service.set_customer(found.as_ref().map(|c| c.id.clone()));
                     call.customer = Some(found.clone());
                     if call.customer_wanted {
                         call.customer_wanted = false;
@@ -315,6 +344,7 @@ async fn lookup_customer(store: &crate::store::Store, number: &str) -> Option<Cu
 }
 
 struct Call {
+    service: Service,
     id: String,
     deps: Arc<CallDeps>,
     routing: Arc<Routing>,
@@ -433,6 +463,8 @@ impl Call {
             } => {
                 info!(%queue, ?skill, priority, ?preferred_agent, %path, "caller queued");
                 self.work_order = vars.get("work_order").filter(|w| !w.is_empty()).cloned();
+                self.service
+                    .enqueue(&queue, skill, priority, preferred_agent);
                 self.queue = Some(queue);
             }
             IvrAction::RequestCallback {
@@ -489,7 +521,12 @@ impl Call {
             .as_ref()
             .map(|i| i.path_steps().iter().map(ToString::to_string).collect())
             .unwrap_or_default();
-        let talk_ms = self.answered_ms.map(|a| now.saturating_sub(a)).unwrap_or(0);
+        // With an agent: the time connected to them; otherwise the time in the IVR.
+        let talk_ms = self
+            .service
+            .talk_ms(now)
+            .or_else(|| self.answered_ms.map(|a| now.saturating_sub(a)))
+            .unwrap_or(0);
         info!(record = %self.id, cause = %ending.cause, side = ending.side, path = %path.join(">"), "call ended");
         let _ = self
             .deps
@@ -499,10 +536,10 @@ impl Call {
                 customer_id: self.customer.clone().flatten().map(|c| c.id),
                 work_order: self.work_order.clone(),
                 queue: self.queue.clone(),
-                agent_id: None,
+                agent_id: self.service.agent_id.clone(),
                 answered_at: self.answered_ms.map(|a| a as i64),
                 ended_at: now as i64,
-                wait_ms: 0,
+                wait_ms: self.service.wait_ms as i64,
                 talk_ms: talk_ms as i64,
                 hold_ms: self.hold_ms as i64,
                 ivr_path: path,
@@ -510,7 +547,7 @@ impl Call {
                 hangup_side: ending.side.to_string(),
                 disposition: String::new(),
                 notes: String::new(),
-                recording: None,
+                recording: self.service.recording.clone(),
                 transfer_chain: vec![],
             }));
     }

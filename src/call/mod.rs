@@ -4,7 +4,11 @@
 //! [`Routing`] (dialplans + decoded prompts) is loaded and checked as a whole
 //! and swapped atomically on reload; a call keeps the routing it started with.
 
+pub mod acd;
+mod agent;
 mod inbound;
+
+pub use acd::{AcdHandle, QueueMsg, StateRequest};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -89,6 +93,11 @@ pub struct CallDeps {
     pub clock: Arc<dyn Clock>,
     /// Ring this long (180) before answering.
     pub answer_delay: std::time::Duration,
+    pub acd: AcdHandle,
+    pub sip: crate::sip::SipHandle,
+    /// Record bridged calls under `recordings`.
+    pub record: bool,
+    pub recordings: PathBuf,
 }
 
 /// Take inbound calls from the SIP dispatcher and give each its own task.

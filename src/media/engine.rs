@@ -22,7 +22,9 @@ use tracing::{debug, warn};
 
 use super::dtmf::DtmfReceiver;
 use super::goertzel::DtmfDetector;
+use super::jitter::{JitterBuffer, Playout};
 use super::prompt::Prompt;
+use super::recorder::Recorder;
 use super::rtcp::{ntp_from_unix, RtcpStats};
 use super::rtp::{RtpPacket, RtpSender};
 use crate::sip::sdp::Codec;
@@ -69,6 +71,10 @@ pub enum MediaEvent {
     RemoteLearned {
         addr: SocketAddr,
     },
+    /// The recording could not be written (disk full, permissions): the call goes on.
+    RecordingFailed {
+        reason: String,
+    },
 }
 
 /// Where and how to send, from SDP negotiation.
@@ -86,6 +92,9 @@ enum Control {
     Configure(u64, StreamParams),
     Play(u64, Arc<Prompt>, u64),
     StopPlaying(u64),
+    /// Join two sessions (customer, agent); record both when a recorder is given.
+    Bridge(u64, u64, Option<Box<Recorder>>),
+    Unbridge(u64),
     Remove(u64),
 }
 
@@ -173,16 +182,45 @@ impl MediaEngine {
     /// Open a session: binds its ports now (the SDP needs them) and hands the
     /// sockets to a worker. Events for the call arrive on `events`.
     pub fn open(&self, events: UnboundedSender<MediaEvent>) -> io::Result<MediaSession> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.open_on(id, (id as usize) % self.workers.len(), events)
+    }
+
+    /// Open a session on the same worker as `peer`, so the two can be bridged
+    /// without crossing threads.
+    pub fn open_near(
+        &self,
+        peer: &MediaSession,
+        events: UnboundedSender<MediaEvent>,
+    ) -> io::Result<MediaSession> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.open_on(id, peer.worker_index, events)
+    }
+
+    fn open_on(
+        &self,
+        id: u64,
+        worker_index: usize,
+        events: UnboundedSender<MediaEvent>,
+    ) -> io::Result<MediaSession> {
         let (rtp, rtcp) = self.ports.bind(self.settings.address)?;
         let local = rtp.local_addr()?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let worker = self.workers[(id as usize) % self.workers.len()].clone();
+        let worker = self
+            .workers
+            .get(worker_index)
+            .ok_or_else(|| io::Error::other("no such media worker"))?
+            .clone();
         let session = Session::new(id, rtp, rtcp, events);
         worker
             .send(Control::Add(Box::new(session)))
             .map_err(|_| io::Error::other("media worker stopped"))?;
         metrics::gauge!("hotline_media_sessions").increment(1.0);
-        Ok(MediaSession { id, local, worker })
+        Ok(MediaSession {
+            id,
+            local,
+            worker,
+            worker_index,
+        })
     }
 }
 
@@ -191,6 +229,7 @@ pub struct MediaSession {
     id: u64,
     local: SocketAddr,
     worker: Sender<Control>,
+    worker_index: usize,
 }
 
 impl MediaSession {
@@ -210,6 +249,24 @@ impl MediaSession {
 
     pub fn stop_playing(&self) {
         let _ = self.worker.send(Control::StopPlaying(self.id));
+    }
+
+    /// Connect this (customer) session with an agent session opened with
+    /// [`MediaEngine::open_near`]: each hears the other, transcoded when the
+    /// codecs differ; `recorder` gets customer left, agent right. A playing
+    /// prompt (hold music) takes the place of the peer's audio.
+    pub fn bridge(&self, agent: &MediaSession, recorder: Option<Recorder>) -> bool {
+        if agent.worker_index != self.worker_index {
+            return false;
+        }
+        self.worker
+            .send(Control::Bridge(self.id, agent.id, recorder.map(Box::new)))
+            .is_ok()
+    }
+
+    /// Stop hearing the peer (both directions); the recording is finished.
+    pub fn unbridge(&self) {
+        let _ = self.worker.send(Control::Unbridge(self.id));
     }
 }
 
@@ -246,6 +303,12 @@ struct Session {
     timed_out: bool,
     last_rtcp: Instant,
     pcm: [i16; FRAME_SAMPLES],
+    /// Bridged: the other session, and whether this side is the customer.
+    peer: Option<u64>,
+    jitter: JitterBuffer,
+    /// What the remote said this tick (after the jitter buffer), as PCM.
+    heard: [i16; FRAME_SAMPLES],
+    recorder: Option<Box<Recorder>>,
 }
 
 impl Session {
@@ -273,6 +336,10 @@ impl Session {
             timed_out: false,
             last_rtcp: now,
             pcm: [0; FRAME_SAMPLES],
+            peer: None,
+            jitter: JitterBuffer::new(60),
+            heard: [0; FRAME_SAMPLES],
+            recorder: None,
         }
     }
 
@@ -291,14 +358,48 @@ impl Session {
         self.params = Some(p);
     }
 
-    fn tick(&mut self, now: Instant, timeout: Duration, buf: &mut [u8], out: &mut [u8]) {
+    /// Phase 1 of a tick: read what arrived.
+    fn receive_phase(&mut self, now: Instant, buf: &mut [u8]) {
         self.receive(now, buf);
         self.drain_rtcp(now, buf);
+    }
+
+    /// Phase 2 (bridged sessions): take this tick's frame out of the jitter
+    /// buffer as PCM; silence for a lost or missing frame.
+    fn pull_heard(&mut self) {
+        let codec = self.params.map(|p| p.codec);
+        match (self.jitter.pop(), codec) {
+            (Playout::Frame { payload, .. }, Some(c)) => {
+                let n = payload.len().min(FRAME_SAMPLES);
+                let g: super::g711::G711 = c.into();
+                g.decode_slice(&payload[..n], &mut self.heard[..n]);
+                self.heard[n..].fill(0);
+            }
+            _ => self.heard.fill(0),
+        }
+    }
+
+    /// Phase 3: send one frame; `peer_audio` is what the bridged peer heard.
+    fn send_phase(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        peer_audio: Option<&[i16; FRAME_SAMPLES]>,
+        out: &mut [u8],
+    ) {
+        if let (Some(rec), Some(agent)) = (self.recorder.as_mut(), peer_audio) {
+            if let Err(e) = rec.push(&self.heard, agent) {
+                let _ = self.events.send(MediaEvent::RecordingFailed {
+                    reason: e.to_string(),
+                });
+                self.recorder = None;
+            }
+        }
         let Some(p) = self.params else {
             return;
         };
         if p.send {
-            self.send_frame(p, out);
+            self.send_frame(p, peer_audio, out);
         } else {
             self.last_rx = now;
         }
@@ -347,6 +448,14 @@ impl Session {
                 self.latch(src);
                 self.rtcp_stats
                     .on_received(pkt.ssrc(), pkt.sequence(), pkt.timestamp(), now);
+                if self.peer.is_some() {
+                    let _ = self.jitter.push(
+                        pkt.ssrc(),
+                        pkt.sequence(),
+                        pkt.timestamp(),
+                        pkt.payload(),
+                    );
+                }
                 if !self.seen_rfc4733 {
                     let payload = pkt.payload();
                     let n = payload.len().min(FRAME_SAMPLES);
@@ -375,11 +484,17 @@ impl Session {
         }
     }
 
-    fn send_frame(&mut self, p: StreamParams, out: &mut [u8]) {
+    fn send_frame(
+        &mut self,
+        p: StreamParams,
+        peer_audio: Option<&[i16; FRAME_SAMPLES]>,
+        out: &mut [u8],
+    ) {
         let Some(remote) = self.remote else {
             return;
         };
         let mut finished = None;
+        let mut bridged = [0u8; FRAME_SAMPLES];
         let payload: &[u8] = match &mut self.playback {
             Some(pb) => match pb.prompt.frame(p.codec.into(), pb.frame) {
                 Some(f) => {
@@ -391,7 +506,14 @@ impl Session {
                     silence(p.codec)
                 }
             },
-            None => silence(p.codec),
+            None => match peer_audio {
+                Some(pcm) => {
+                    let g: super::g711::G711 = p.codec.into();
+                    g.encode_slice(pcm, &mut bridged);
+                    &bridged
+                }
+                None => silence(p.codec),
+            },
         };
         let written = self
             .sender
@@ -447,6 +569,8 @@ fn silence(codec: Codec) -> &'static [u8] {
 struct Worker {
     control: Receiver<Control>,
     sessions: HashMap<u64, Session>,
+    /// Session ids in a stable order, to visit sessions while reading peers.
+    order: Vec<u64>,
     timeout: Duration,
 }
 
@@ -455,6 +579,7 @@ impl Worker {
         Self {
             control,
             sessions: HashMap::new(),
+            order: Vec::new(),
             timeout,
         }
     }
@@ -462,6 +587,7 @@ impl Worker {
     fn apply(&mut self, c: Control, now: Instant) {
         match c {
             Control::Add(s) => {
+                self.order.push(s.id);
                 self.sessions.insert(s.id, *s);
             }
             Control::Configure(id, p) => {
@@ -483,8 +609,63 @@ impl Worker {
                     s.playback = None;
                 }
             }
+            Control::Bridge(customer, agent, recorder) => {
+                if !self.sessions.contains_key(&customer) || !self.sessions.contains_key(&agent) {
+                    return;
+                }
+                if let Some(s) = self.sessions.get_mut(&customer) {
+                    s.peer = Some(agent);
+                    s.recorder = recorder;
+                }
+                if let Some(s) = self.sessions.get_mut(&agent) {
+                    s.peer = Some(customer);
+                }
+            }
+            Control::Unbridge(id) => self.unbridge(id),
             Control::Remove(id) => {
+                self.unbridge(id);
                 self.sessions.remove(&id);
+                self.order.retain(|x| *x != id);
+            }
+        }
+    }
+
+    fn unbridge(&mut self, id: u64) {
+        let peer = self.sessions.get_mut(&id).and_then(|s| s.peer.take());
+        for sid in [Some(id), peer].into_iter().flatten() {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.peer = None;
+                if let Some(rec) = s.recorder.take() {
+                    if let Err(e) = rec.finish() {
+                        let _ = s.events.send(MediaEvent::RecordingFailed {
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, buf: &mut [u8], out: &mut [u8]) {
+        let now = Instant::now();
+        for s in self.sessions.values_mut() {
+            s.receive_phase(now, buf);
+        }
+        for s in self.sessions.values_mut() {
+            if s.peer.is_some() {
+                s.pull_heard();
+            }
+        }
+        for i in 0..self.order.len() {
+            let id = self.order[i];
+            let peer_audio = self
+                .sessions
+                .get(&id)
+                .and_then(|s| s.peer)
+                .and_then(|p| self.sessions.get(&p))
+                .map(|p| p.heard);
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.send_phase(now, self.timeout, peer_audio.as_ref(), out);
             }
         }
     }
@@ -510,10 +691,7 @@ impl Worker {
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
-            let now = Instant::now();
-            for s in self.sessions.values_mut() {
-                s.tick(now, self.timeout, &mut buf, &mut out);
-            }
+            self.tick(&mut buf, &mut out);
             let after = Instant::now();
             if after > next + Duration::from_millis(100) {
                 warn!(

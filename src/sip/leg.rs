@@ -75,6 +75,12 @@ impl Responder {
 pub enum LegEvent {
     /// The ACK for our 200 arrived; it carries the answer when the INVITE had no offer.
     Confirmed { ack_sdp: Option<String> },
+    /// Outbound: the far end is ringing (180/183).
+    Ringing,
+    /// Outbound: the far end answered (200, ACK sent); its SDP answer.
+    Answered { sdp: Option<String> },
+    /// Outbound: a final non-2xx response (or a timeout as 408).
+    Failed { status: u16 },
     /// A re-INVITE (hold, resume, session refresh) waiting for our answer.
     Reinvite {
         sdp: Option<String>,
@@ -138,6 +144,157 @@ impl Leg {
             debug!(error = %e, "BYE failed");
         }
     }
+
+    /// Outbound, before answer: CANCEL (a 200 that crosses it is ended with BYE by the stack).
+    pub async fn cancel(&self) {
+        if let Err(e) = self.dialog.cancel().await {
+            debug!(error = %e, "CANCEL failed");
+        }
+    }
+}
+
+/// What to send when we call someone (an agent's phone, a customer via a trunk).
+#[derive(Debug, Clone)]
+pub struct OutboundCall {
+    /// Request-URI: the registered Contact, or `sip:NUMBER@trunk`.
+    pub target: String,
+    /// Where to send it: the address the phone registered from.
+    pub destination: std::net::SocketAddr,
+    /// "UDP" or "TCP".
+    pub transport: String,
+    /// The number shown to the callee (the customer's number, for screen pop).
+    pub from_user: String,
+    pub from_display: Option<String>,
+    pub sdp: String,
+    /// Extra headers, e.g. the call and customer ids for the agent's screen pop.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Place an outbound INVITE; its progress arrives as [`LegEvent`]s.
+pub(crate) fn outbound(
+    layer: Arc<DialogLayer>,
+    contact: rsipstack::sip::Uri,
+    domain: &str,
+    call: OutboundCall,
+) -> Result<(Leg, mpsc::UnboundedReceiver<LegEvent>), String> {
+    use rsipstack::dialog::invitation::InviteOption;
+    use rsipstack::transport::SipAddr;
+    let callee = rsipstack::sip::Uri::try_from(call.target.as_str())
+        .map_err(|e| format!("bad target {}: {e}", call.target))?;
+    let caller =
+        rsipstack::sip::Uri::try_from(format!("sip:{}@{}", call.from_user, domain).as_str())
+            .map_err(|e| format!("bad caller {}: {e}", call.from_user))?;
+    let transport = if call.transport.eq_ignore_ascii_case("TCP") {
+        rsipstack::sip::transport::Transport::Tcp
+    } else {
+        rsipstack::sip::transport::Transport::Udp
+    };
+    let mut destination = SipAddr::from(call.destination);
+    destination.r#type = Some(transport);
+    let option = InviteOption {
+        caller_display_name: call.from_display.clone(),
+        caller_params: vec![],
+        caller,
+        callee,
+        destination: Some(destination),
+        content_type: Some("application/sdp".to_string()),
+        offer: Some(call.sdp.into_bytes()),
+        contact,
+        credential: None,
+        headers: Some(
+            call.headers
+                .into_iter()
+                .map(|(k, v)| Header::Other(k, v))
+                .collect(),
+        ),
+        support_prack: false,
+        call_id: None,
+        session_id: None,
+        route_set: vec![],
+    };
+    let (state_tx, mut states) = mpsc::unbounded_channel();
+    let (dialog, result) = layer
+        .do_invite_async(option, state_tx)
+        .map_err(|e| format!("INVITE failed: {e}"))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let events = tx.clone();
+    // The final response decides failure; the state stream carries the rest.
+    tokio::spawn(async move {
+        let status = match result.await {
+            Ok(Ok((_, Some(resp)))) => u16::from(resp.status_code),
+            Ok(Ok((_, None))) => 408,
+            Ok(Err(e)) => {
+                debug!(error = %e, "outbound INVITE ended without response");
+                408
+            }
+            Err(_) => 500,
+        };
+        if !(200..300).contains(&status) {
+            let _ = events.send(LegEvent::Failed { status });
+        }
+    });
+    let d = dialog.clone();
+    tokio::spawn(async move {
+        let mut ringing = false;
+        let mut answered = false;
+        while let Some(state) = states.recv().await {
+            let event = match state {
+                DialogState::Early(..) if !ringing => {
+                    ringing = true;
+                    Some(LegEvent::Ringing)
+                }
+                DialogState::Confirmed(_, resp) if !answered => {
+                    answered = true;
+                    let sdp = (!resp.body.is_empty())
+                        .then(|| String::from_utf8_lossy(&resp.body).into_owned());
+                    Some(LegEvent::Answered { sdp })
+                }
+                DialogState::Updated(_, req, handle) => Some(LegEvent::Reinvite {
+                    sdp: body_text(&req),
+                    reply: Responder(handle),
+                }),
+                DialogState::Info(_, req, handle) => {
+                    let content_type = req
+                        .headers
+                        .iter()
+                        .find(|h| h.name().eq_ignore_ascii_case("Content-Type"))
+                        .map(|h| h.value().to_ascii_lowercase())
+                        .unwrap_or_default();
+                    Some(LegEvent::Info {
+                        content_type,
+                        body: body_text(&req).unwrap_or_default(),
+                        reply: Responder(handle),
+                    })
+                }
+                DialogState::Options(_, _, handle) => {
+                    let _ = handle.reply(StatusCode::OK).await;
+                    None
+                }
+                DialogState::Terminated(id, reason) => {
+                    layer.remove_dialog(&id);
+                    if answered {
+                        let cause = match reason {
+                            TerminatedReason::UasBye => EndCause::RemoteBye,
+                            TerminatedReason::UacBye => EndCause::LocalBye,
+                            TerminatedReason::Timeout => EndCause::Timeout,
+                            _ => EndCause::Other(0),
+                        };
+                        let _ = tx.send(LegEvent::Ended(cause));
+                    }
+                    // Before answer, the final response (above) reports the failure.
+                    break;
+                }
+                _ => None,
+            };
+            if let Some(e) = event {
+                if tx.send(e).is_err() {
+                    break;
+                }
+            }
+        }
+        drop(d);
+    });
+    Ok((Leg { dialog }, rx))
 }
 
 fn body_text(req: &Request) -> Option<String> {

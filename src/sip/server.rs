@@ -40,6 +40,8 @@ pub struct SipSettings {
     pub passwords: HashMap<String, String>,
     /// Bindings saved before the last stop.
     pub restored: Vec<Binding>,
+    /// Told (agent, has a live registration) whenever that may have changed.
+    pub presence: Option<mpsc::UnboundedSender<(String, bool)>>,
 }
 
 /// Requests other parts of the server make of the SIP dispatcher.
@@ -55,9 +57,31 @@ enum Command {
 pub struct SipHandle {
     commands: mpsc::Sender<Command>,
     pub local_addr: SocketAddr,
+    dialogs: Arc<rsipstack::dialog::dialog_layer::DialogLayer>,
+    contact: rsipstack::sip::Uri,
+    domain: String,
 }
 
 impl SipHandle {
+    /// Place an outbound call (an agent's phone, a customer through a trunk).
+    pub fn invite(
+        &self,
+        call: super::leg::OutboundCall,
+    ) -> Result<
+        (
+            super::leg::Leg,
+            mpsc::UnboundedReceiver<super::leg::LegEvent>,
+        ),
+        String,
+    > {
+        super::leg::outbound(
+            self.dialogs.clone(),
+            self.contact.clone(),
+            &self.domain,
+            call,
+        )
+    }
+
     /// Live contacts of an agent (empty when not registered).
     pub async fn lookup(&self, aor: &str) -> Vec<Binding> {
         let (tx, rx) = oneshot::channel();
@@ -156,6 +180,9 @@ pub async fn start(
     let mut registrar = Registrar::new(settings.registrar);
     registrar.restore(settings.restored.clone(), now);
     metrics::gauge!("hotline_registrations").set(registrar.live_count(now) as f64);
+    let handle_dialogs = dialogs.clone();
+    let handle_contact = contact.clone();
+    let handle_domain = settings.domain.clone();
     let mut dispatcher = Dispatcher {
         auth: DigestAuth::new(&settings.domain, settings.nonce_ttl_ms, secret)
             .with_algorithms(settings.digest_algorithms.clone()),
@@ -190,6 +217,9 @@ pub async fn start(
     Ok(SipHandle {
         commands: cmd_tx,
         local_addr,
+        dialogs: handle_dialogs,
+        contact: handle_contact,
+        domain: handle_domain,
     })
 }
 
@@ -224,6 +254,20 @@ impl Dispatcher {
     }
 
     fn persist(&self, changes: Vec<Change>) {
+        let now = self.clock.now_ms();
+        if let Some(presence) = &self.settings.presence {
+            let mut aors: Vec<&str> = changes
+                .iter()
+                .map(|c| match c {
+                    Change::Saved(b) => b.aor.as_str(),
+                    Change::Removed { aor, .. } => aor.as_str(),
+                })
+                .collect();
+            aors.dedup();
+            for aor in aors {
+                let _ = presence.send((aor.to_string(), self.registrar.is_registered(aor, now)));
+            }
+        }
         if let Some(tx) = &self.changes {
             for c in changes {
                 let _ = tx.send(c);

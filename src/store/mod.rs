@@ -32,6 +32,7 @@
 //! writes that must be durable before an action (callback attempts) use the
 //! `Store` methods directly.
 
+mod api_queries;
 mod error;
 mod phone;
 mod queries;
@@ -45,6 +46,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor, SqlSafeStr};
 
+pub use api_queries::{CallFilter, CallbackRequestRow};
 pub use error::{redact_url, Result, StoreError};
 pub use phone::{normalize_phone, PHONE_KEY_DIGITS};
 pub use queries::RECORD_CALL_LIMIT;

@@ -158,6 +158,15 @@ pub struct ServerBuilder {
     pub auth_block_secs: Option<u64>,
     /// Appended verbatim to the generated TOML (new sections).
     pub extra_toml: String,
+    /// Dialplan files (name, contents) written into the server's directory
+    /// and listed in `[dialplans] files`.
+    pub dialplans: Vec<(String, String)>,
+    /// `[media] timeout_secs` (None: the server's default).
+    pub media_timeout_secs: Option<u64>,
+    /// `[media] rtp_ports` as (first, last).
+    pub rtp_ports: Option<(u16, u16)>,
+    /// `[sip] answer_delay_ms`: ring (180) this long before answering.
+    pub answer_delay_ms: Option<u64>,
 }
 
 impl Default for ServerBuilder {
@@ -176,6 +185,10 @@ impl Default for ServerBuilder {
             auth_window_secs: None,
             auth_block_secs: None,
             extra_toml: String::new(),
+            dialplans: Vec::new(),
+            media_timeout_secs: None,
+            rtp_ports: None,
+            answer_delay_ms: None,
         }
     }
 }
@@ -208,6 +221,26 @@ impl ServerBuilder {
         self.extra_toml.push_str(toml);
         self
     }
+    /// Load a dialplan: `contents` is written as `<dir>/<name>` at start.
+    pub fn dialplan(mut self, name: &str, contents: &str) -> Self {
+        self.dialplans
+            .push((name.to_string(), contents.to_string()));
+        self
+    }
+    /// Hang up calls whose RTP stops for this long (0 = never).
+    pub fn media_timeout_secs(mut self, secs: u64) -> Self {
+        self.media_timeout_secs = Some(secs);
+        self
+    }
+    pub fn rtp_ports(mut self, first: u16, last: u16) -> Self {
+        self.rtp_ports = Some((first, last));
+        self
+    }
+    /// Send 180 and answer after this delay.
+    pub fn answer_delay_ms(mut self, ms: u64) -> Self {
+        self.answer_delay_ms = Some(ms);
+        self
+    }
 
     fn render(&self, sip: SocketAddr, http: SocketAddr, dir: &Path) -> String {
         let mut t = String::new();
@@ -227,6 +260,7 @@ impl ServerBuilder {
         );
         num(&mut t, "auth_window_secs", self.auth_window_secs);
         num(&mut t, "auth_block_secs", self.auth_block_secs);
+        num(&mut t, "answer_delay_ms", self.answer_delay_ms);
         if let Some(algs) = &self.digest_algorithms {
             let _ = writeln!(t, "digest_algorithms = {algs:?}");
         }
@@ -241,6 +275,21 @@ impl ServerBuilder {
             "\n[recordings]\ndir = \"{}\"",
             dir.join("recordings").display()
         );
+        if self.media_timeout_secs.is_some() || self.rtp_ports.is_some() {
+            t.push_str("\n[media]\n");
+            num(&mut t, "timeout_secs", self.media_timeout_secs);
+            if let Some((first, last)) = self.rtp_ports {
+                let _ = writeln!(t, "rtp_ports = \"{first}-{last}\"");
+            }
+        }
+        if !self.dialplans.is_empty() {
+            let files: Vec<String> = self
+                .dialplans
+                .iter()
+                .map(|(name, _)| dir.join(name).display().to_string())
+                .collect();
+            let _ = writeln!(t, "\n[dialplans]\nfiles = {files:?}");
+        }
         for a in &self.agents {
             let _ = writeln!(
                 t,
@@ -266,6 +315,9 @@ impl ServerBuilder {
             let config = dir.path().join("hotline.toml");
             std::fs::create_dir_all(dir.path().join("recordings")).expect("mkdir recordings");
             std::fs::write(&config, self.render(sip, http, dir.path())).expect("write config");
+            for (name, contents) in &self.dialplans {
+                std::fs::write(dir.path().join(name), contents).expect("write dialplan");
+            }
             let log_path = dir.path().join("server.log");
             let log = std::fs::File::create(&log_path).expect("create server.log");
             let child = Command::new(env!("CARGO_BIN_EXE_hotline"))
@@ -338,6 +390,11 @@ impl TestServer {
 
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("hotline.toml")
+    }
+
+    /// The SQLite file of `[database] url`.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("h.db")
     }
 
     pub fn sip_port(&self) -> u16 {
@@ -743,6 +800,8 @@ pub struct SippRun {
 pub struct Traced {
     pub sent: bool,
     pub msg: SipMessage,
+    /// When SIPp logged it (its local wall-clock time stamp).
+    pub at: Option<std::time::SystemTime>,
 }
 
 impl SippRun {
@@ -754,7 +813,7 @@ impl SippRun {
             .split("\n----------------------------------------------- ")
         {
             let mut lines = block.splitn(3, '\n');
-            let _timestamp = lines.next();
+            let at = lines.next().and_then(parse_sipp_time);
             let Some(kind) = lines.next() else { continue };
             let sent = kind.contains("message sent");
             let received = kind.contains("message received");
@@ -769,6 +828,7 @@ impl SippRun {
             out.push(Traced {
                 sent,
                 msg: SipMessage::parse(rest),
+                at,
             });
         }
         out
@@ -797,9 +857,45 @@ impl SippRun {
     }
 }
 
+/// SIPp's trace time stamp ("2026-11-23\t08:05:20.239813", local time).
+fn parse_sipp_time(line: &str) -> Option<std::time::SystemTime> {
+    let line = line.trim().trim_start_matches('-').trim();
+    let mut f = line.split_whitespace();
+    let stamp = format!("{} {}", f.next()?, f.next()?);
+    let naive = chrono::NaiveDateTime::parse_from_str(&stamp, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+    let local = naive.and_local_timezone(chrono::Local).earliest()?;
+    Some(std::time::SystemTime::from(local))
+}
+
 /// Run `tests/sipp/<scenario>` once (`-m 1` unless `args` says `-m`) against the
 /// server over `transport`, bounded to 30 s, with a message trace.
 pub fn sipp(server: &TestServer, scenario: &str, transport: Transport, args: &[&str]) -> SippRun {
+    sipp_spawn(server, scenario, transport, args, Duration::from_secs(20)).wait()
+}
+
+/// A SIPp run in the background (killed on drop).
+pub struct SippProcess {
+    child: Option<Child>,
+    work: tempfile::TempDir,
+    trace: PathBuf,
+    errors: PathBuf,
+    limit: Duration,
+    /// SIPp's SIP port on 127.0.0.1.
+    pub local_port: u16,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+/// Start `tests/sipp/<scenario>` against the server: SIPp's own `-timeout`
+/// is `timeout` (calls still running then fail), and [`SippProcess::wait`]
+/// allows 10 s more before it kills SIPp.
+pub fn sipp_spawn(
+    server: &TestServer,
+    scenario: &str,
+    transport: Transport,
+    args: &[&str],
+    timeout: Duration,
+) -> SippProcess {
     let bin = require_binary("sipp", "Debian package sip-tester");
     let scenario_path = Path::new(REPO).join("tests/sipp").join(scenario);
     assert!(
@@ -813,14 +909,16 @@ pub fn sipp(server: &TestServer, scenario: &str, transport: Transport, args: &[&
         .expect("tempdir for sipp");
     let trace = work.path().join("messages.log");
     let errors = work.path().join("errors.log");
-    let local_port = free_port().to_string();
+    let local_port = free_port();
+    let port_arg = local_port.to_string();
+    let timeout_arg = format!("{}s", timeout.as_secs().max(1));
     let mut cmd = Command::new(bin);
     cmd.arg(server.sip.to_string())
         .arg("-sf")
         .arg(&scenario_path)
         .args(["-t", transport.sipp_flag()])
-        .args(["-i", "127.0.0.1", "-p", &local_port])
-        .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
+        .args(["-i", "127.0.0.1", "-p", &port_arg])
+        .args(["-nostdin", "-timeout", &timeout_arg, "-timeout_error"])
         .args(["-default_behaviors", "all,-bye"])
         .args(["-trace_msg", "-message_file"])
         .arg(&trace)
@@ -837,13 +935,79 @@ pub fn sipp(server: &TestServer, scenario: &str, transport: Transport, args: &[&
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sipp");
-    let out = wait_output(&mut child, Duration::from_secs(30), "sipp");
-    SippRun {
-        code: out.status.code().unwrap_or(-1),
-        trace: std::fs::read_to_string(&trace).unwrap_or_default(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        errors: std::fs::read_to_string(&errors).unwrap_or_default(),
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+    );
+    SippProcess {
+        child: Some(child),
+        work,
+        trace,
+        errors,
+        limit: timeout + Duration::from_secs(10),
+        local_port,
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+    }
+}
+
+impl SippProcess {
+    /// The scenario's working directory (SIPp's current directory).
+    pub fn dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// Whether SIPp is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The message trace written so far.
+    pub fn trace_so_far(&self) -> String {
+        std::fs::read_to_string(&self.trace).unwrap_or_default()
+    }
+
+    /// Wait for SIPp to finish (bounded) and collect what it did.
+    pub fn wait(mut self) -> SippRun {
+        let mut child = self.child.take().expect("sipp child");
+        let status = wait_bounded(&mut child, self.limit, "sipp");
+        let stdout = self.stdout.take().map(|t| t.join().unwrap_or_default());
+        let stderr = self.stderr.take().map(|t| t.join().unwrap_or_default());
+        SippRun {
+            code: status.code().unwrap_or(-1),
+            trace: std::fs::read_to_string(&self.trace).unwrap_or_default(),
+            stdout: String::from_utf8_lossy(&stdout.unwrap_or_default()).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr.unwrap_or_default()).into_owned(),
+            errors: std::fs::read_to_string(&self.errors).unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for SippProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

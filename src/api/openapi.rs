@@ -1,0 +1,382 @@
+//! `GET /api/openapi.json`: the OpenAPI 3.0 description of this API,
+//! written as data. A unit test checks that every route of
+//! [`routes`](super::routes) is described, and nothing more.
+
+use axum::Json;
+use serde_json::{json, Value};
+
+fn err(desc: &str) -> Value {
+    json!({"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn ok(desc: &str, schema: Value) -> Value {
+    json!({"description": desc, "content": {"application/json": {"schema": schema}}})
+}
+
+fn body(schema: Value) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": schema}}})
+}
+
+fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn array(of: Value) -> Value {
+    json!({"type": "array", "items": of})
+}
+
+fn path_id(desc: &str) -> Value {
+    json!({"name": "id", "in": "path", "required": true, "description": desc, "schema": {"type": "string"}})
+}
+
+fn query(name: &str, desc: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": desc, "schema": schema})
+}
+
+/// Standard error responses for an authenticated endpoint.
+fn auth_errors(mut responses: Value) -> Value {
+    if let Some(m) = responses.as_object_mut() {
+        m.entry("401")
+            .or_insert_with(|| err("missing, invalid or expired token"));
+        m.entry("403")
+            .or_insert_with(|| err("the role may not do this"));
+    }
+    responses
+}
+
+/// The document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "hotline API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Agent desk, supervisor wallboard and ERP interface of the hotline call-centre server. \
+                Log in with POST /api/login and send the token as `Authorization: Bearer TOKEN`. \
+                Roles: agent (own calls and recordings, customer records), supervisor (everything), \
+                admin (customer upsert, work-order import). Errors are {\"error\", \"code\"}."
+        },
+        "security": [{"bearer": []}],
+        "paths": merge([paths_session(), paths_records(), paths_live()]),
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "token from POST /api/login"},
+                "token": {"type": "apiKey", "in": "query", "name": "token", "description": "the same token, for WebSocket"}
+            },
+            "schemas": schemas()
+        }
+    })
+}
+
+fn paths_session() -> Value {
+    json!({
+            "/healthz": {"get": {
+                "summary": "Liveness", "security": [], "operationId": "healthz",
+                "responses": {"200": ok("up", json!({"type": "object", "properties": {"status": {"type": "string"}}}))}
+            }},
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics", "security": [], "operationId": "metrics",
+                "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+            }},
+            "/api/openapi.json": {"get": {
+                "summary": "This document", "security": [], "operationId": "openapi",
+                "responses": {"200": ok("OpenAPI 3.0 document", json!({"type": "object"}))}
+            }},
+            "/api/login": {"post": {
+                "summary": "Log in; returns a bearer token", "security": [], "operationId": "login",
+                "requestBody": body(r("LoginRequest")),
+                "responses": {"200": ok("logged in", r("LoginResponse")), "400": err("malformed body"), "401": err("unknown user or wrong password")}
+            }},
+            "/api/logout": {"post": {
+                "summary": "Revoke the token of this request", "operationId": "logout",
+                "responses": {"204": {"description": "logged out"}, "401": err("missing, invalid or expired token")}
+            }},
+            "/api/me": {"get": {
+                "summary": "Who the token belongs to", "operationId": "me",
+                "responses": {"200": ok("the principal", r("Principal")), "401": err("missing, invalid or expired token")}
+            }},
+    })
+}
+
+fn paths_records() -> Value {
+    let time = json!({"type": "string", "description": "RFC 3339 or epoch milliseconds"});
+    let limit = json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100});
+    json!({
+            "/api/customers": {
+                "get": {
+                    "summary": "Look a customer up by phone number (agent, supervisor)", "operationId": "findCustomer",
+                    "parameters": [{"name": "phone", "in": "query", "required": true, "description": "any written form; normalised", "schema": {"type": "string"}}],
+                    "responses": auth_errors(json!({"200": ok("the customer record", r("CustomerRecord")), "400": err("no phone given"), "404": err("no customer has that number")}))
+                },
+                "post": {
+                    "summary": "Insert or update a customer with their phones (admin)", "operationId": "upsertCustomer",
+                    "requestBody": body(r("CustomerInput")),
+                    "responses": auth_errors(json!({"200": ok("updated", r("CustomerRecord")), "201": ok("created", r("CustomerRecord")), "400": err("malformed body"), "422": err("invalid values")}))
+                }
+            },
+            "/api/customers/{id}": {"get": {
+                "summary": "Customer record: customer, phones, work orders, calls, open cases (agent, supervisor)", "operationId": "getCustomer",
+                "parameters": [path_id("customer id")],
+                "responses": auth_errors(json!({"200": ok("the record", r("CustomerRecord")), "404": err("unknown customer")}))
+            }},
+            "/api/calls": {"get": {
+                "summary": "Search calls, newest first (an agent sees only their own)", "operationId": "listCalls",
+                "parameters": [
+                    query("customer", "customer id", json!({"type": "string"})),
+                    query("agent", "agent id (an agent may give only their own)", json!({"type": "string"})),
+                    query("since", "arrived at or after", time.clone()),
+                    query("until", "arrived before", time),
+                    query("limit", "at most this many", limit.clone())
+                ],
+                "responses": auth_errors(json!({"200": ok("calls", array(r("Call"))), "400": err("bad parameter")}))
+            }},
+            "/api/calls/{id}": {"get": {
+                "summary": "One call (an agent: only their own)", "operationId": "getCall",
+                "parameters": [path_id("call id")],
+                "responses": auth_errors(json!({"200": ok("the call", r("Call")), "404": err("unknown call")}))
+            }},
+            "/api/calls/{id}/recording": {"get": {
+                "summary": "The call's recording as WAV; Range requests supported (an agent: only their own calls)", "operationId": "getRecording",
+                "parameters": [path_id("call id")],
+                "responses": auth_errors(json!({
+                    "200": {"description": "WAV audio", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+                    "206": {"description": "part of the WAV (Range)", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+                    "404": err("unknown call, or it has no recording")
+                }))
+            }},
+            "/api/calls/{id}/disposition": {"post": {
+                "summary": "Record the outcome of an ended call (its agent or a supervisor)", "operationId": "setDisposition",
+                "parameters": [path_id("call id")],
+                "requestBody": body(r("DispositionInput")),
+                "responses": auth_errors(json!({"200": ok("the updated call", r("Call")), "400": err("malformed body"), "404": err("unknown call"), "409": err("the call is still in progress"), "422": err("invalid values")}))
+            }},
+            "/api/work-orders": {"post": {
+                "summary": "Import completed work orders from the ERP (admin); idempotent by order_no", "operationId": "importWorkOrders",
+                "requestBody": body(json!({"oneOf": [r("WorkOrderInput"), array(r("WorkOrderInput"))]})),
+                "responses": auth_errors(json!({"200": ok("what was imported; bad items are listed, good ones stored", r("ImportSummary")), "400": err("not JSON, or neither an object nor an array")}))
+            }},
+    })
+}
+
+fn paths_live() -> Value {
+    let limit = json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100});
+    json!({
+            "/api/callback-requests": {"get": {
+                "summary": "Callbacks promised to callers (supervisor)", "operationId": "listCallbackRequests",
+                "parameters": [
+                    query("state", "which requests", json!({"type": "string", "enum": ["pending", "done", "cancelled", "all"], "default": "pending"})),
+                    query("limit", "at most this many", limit)
+                ],
+                "responses": auth_errors(json!({"200": ok("requests, soonest due first", array(r("CallbackRequest"))), "400": err("bad parameter")}))
+            }},
+            "/api/agents": {"get": {
+                "summary": "Configured agents with their live state (null fields when the ACD is not running)", "operationId": "listAgents",
+                "responses": auth_errors(json!({"200": ok("agents", array(r("Agent")))}))
+            }},
+            "/api/agents/{id}/state": {"post": {
+                "summary": "Set an agent ready, not ready or logged out (the agent themself or a supervisor)", "operationId": "setAgentState",
+                "parameters": [path_id("agent id")],
+                "requestBody": body(r("AgentStateInput")),
+                "responses": auth_errors(json!({
+                    "200": ok("the agent's state now", r("AgentStateResult")),
+                    "400": err("malformed body"), "404": err("unknown agent"), "409": err("the ACD refused the change in the agent's current state"),
+                    "422": err("unknown state"), "503": err("ACD not running")
+                }))
+            }},
+            "/api/queues": {"get": {
+                "summary": "Wallboard snapshot: queues and agents", "operationId": "queues",
+                "responses": auth_errors(json!({"200": ok("snapshot", r("Snapshot")), "503": err("ACD not running")}))
+            }},
+            "/api/events": {"get": {
+                "summary": "Live events over WebSocket (agent, supervisor). First message {\"type\":\"snapshot\"}, then one Event per message. A client that lags is closed (1013, \"lagged\").",
+                "operationId": "events",
+                "security": [{"bearer": []}, {"token": []}],
+                "parameters": [
+                    {"name": "token", "in": "query", "required": false, "description": "the bearer token (browsers cannot set headers on a WebSocket)", "schema": {"type": "string"}}
+                ],
+                "responses": auth_errors(json!({
+                    "101": {"description": "switching to WebSocket; messages are Snapshot then Event"},
+                    "400": err("not a WebSocket upgrade")
+                }))
+            }}
+    })
+}
+
+fn schemas() -> Value {
+    let s = json!({"type": "string"});
+    let i = json!({"type": "integer", "format": "int64"});
+    let oi = json!({"type": "integer", "format": "int64", "nullable": true});
+    let os = json!({"type": "string", "nullable": true});
+    let base = json!({
+        "Error": {"type": "object", "required": ["error", "code"], "properties": {
+            "error": {"type": "string", "description": "what is wrong"},
+            "code": {"type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "invalid", "unavailable", "internal"]}
+        }},
+        "LoginRequest": {"type": "object", "required": ["id", "password"], "properties": {"id": s, "password": s}},
+        "LoginResponse": {"type": "object", "properties": {
+            "token": {"type": "string", "description": "64 hex digits"}, "role": r("Role"), "id": s, "name": s, "expires_at_ms": i
+        }},
+        "Role": {"type": "string", "enum": ["agent", "supervisor", "admin"]},
+        "Principal": {"type": "object", "properties": {"id": s, "name": s, "role": r("Role"), "expires_at_ms": i}},
+        "Customer": {"type": "object", "properties": {
+            "id": s, "name": s, "address": s, "region": s, "do_not_call": {"type": "boolean"},
+            "phone_status": {"type": "string", "enum": ["unverified", "ok", "empty", "wrong", "mismatch"]},
+            "created_at": i, "updated_at": i
+        }},
+        "CustomerPhone": {"type": "object", "properties": {"phone": {"type": "string", "description": "normalised key"}, "raw": s}},
+        "CustomerInput": {"type": "object", "required": ["id", "name"], "additionalProperties": false, "properties": {
+            "id": s, "name": s, "address": s, "region": s,
+            "phones": {"type": "array", "items": s, "description": "replaces the customer's numbers"},
+            "do_not_call": {"type": "boolean"},
+            "phone_status": {"type": "string", "enum": ["unverified", "ok", "empty", "wrong", "mismatch"]}
+        }},
+    });
+    let more = json!({
+        "WorkOrder": {"type": "object", "properties": {
+            "order_no": s, "kind": {"type": "string", "enum": ["install", "repair"]}, "customer_id": s, "product": s,
+            "technician": s, "department": s, "region": s, "completed_at": oi, "fees_cents": i, "created_at": i, "updated_at": i
+        }},
+        "Case": {"type": "object", "properties": {
+            "id": s, "customer_id": s, "kind": {"type": "string", "enum": ["complaint", "dissatisfied"]}, "department": s,
+            "deadline": i, "state": s, "owner": os, "description": s, "created_at": i, "closed_at": oi
+        }},
+        "Call": {"type": "object", "properties": {
+            "id": s, "direction": {"type": "string", "enum": ["in", "out"]}, "from_number": s, "to_number": s,
+            "customer_id": os, "work_order": os, "task_id": os, "queue": os, "agent_id": os,
+            "arrived_at": i, "answered_at": oi, "ended_at": oi, "wait_ms": i, "talk_ms": i, "hold_ms": i,
+            "ivr_path": {"type": "array", "items": s}, "hangup_cause": s, "hangup_side": s, "disposition": s, "notes": s,
+            "recording": os,
+            "transfer_chain": {"type": "array", "items": {"type": "object", "properties": {"at": i, "from_agent": s, "to": s, "note": s}}}
+        }},
+        "CustomerRecord": {"type": "object", "properties": {
+            "customer": r("Customer"), "phones": array(r("CustomerPhone")), "work_orders": array(r("WorkOrder")),
+            "calls": array(r("Call")), "open_cases": array(r("Case"))
+        }},
+        "DispositionInput": {"type": "object", "required": ["disposition"], "additionalProperties": false, "properties": {
+            "disposition": {"type": "string", "maxLength": 64}, "notes": {"type": "string", "maxLength": 4000}
+        }},
+        "WorkOrderInput": {"type": "object", "required": ["order_no", "type", "customer"], "additionalProperties": false, "properties": {
+            "order_no": s,
+            "type": {"type": "string", "enum": ["install", "repair"]},
+            "customer": {"type": "object", "additionalProperties": false,
+                "description": "{id} of a known customer, or {phone, name, address, region} (optionally with id) to find or create one",
+                "properties": {"id": s, "phone": s, "name": s, "address": s, "region": s}},
+            "product": s, "technician": s, "department": s,
+            "region": {"type": "string", "description": "default: the customer's region"},
+            "completed_at": {"type": "string", "format": "date-time", "nullable": true},
+            "fees": {"oneOf": [{"type": "number"}, {"type": "string", "pattern": "^[0-9]+(\\.[0-9]{1,2})?$"}], "description": "yuan"}
+        }},
+        "ImportSummary": {"type": "object", "properties": {
+            "created": i, "updated": i, "failed": i,
+            "errors": array(json!({"type": "object", "properties": {"index": i, "order_no": s, "error": s}}))
+        }},
+        "CallbackRequest": {"type": "object", "properties": {
+            "id": s, "phone": s, "customer_id": os, "due_at": i, "source_call": s,
+            "state": {"type": "string", "enum": ["pending", "done", "cancelled"]}, "created_at": i, "done_at": oi
+        }},
+        "Agent": {"type": "object", "properties": {
+            "id": s, "name": s, "skills": array(s.clone()),
+            "state": {"type": "string", "nullable": true, "enum": ["offline", "ready", "reserved", "on_call", "wrap_up", "not_ready"]},
+            "reason": os, "since_ms": oi, "registered": {"type": "boolean", "nullable": true}, "current_call": os,
+            "answered_today": oi
+        }},
+    });
+    let live = json!({
+        "AgentStateInput": {"type": "object", "required": ["state"], "additionalProperties": false, "properties": {
+            "state": {"type": "string", "enum": ["ready", "not_ready", "logout"]},
+            "reason": {"type": "string", "description": "why not ready"}
+        }},
+        "AgentStateResult": {"type": "object", "properties": {"agent": s, "state": s, "reason": os, "since_ms": i}},
+        "Snapshot": {"type": "object", "description": "ACD wallboard snapshot", "properties": {
+            "now_ms": i,
+            "queues": array(json!({"type": "object", "properties": {
+                "name": s, "waiting": i, "ringing": i, "longest_wait_ms": i, "estimated_wait_ms": i,
+                "agents": {"type": "object", "properties": {"ready": i, "unreachable": i, "reserved": i, "on_call": i, "wrap_up": i, "not_ready": i}},
+                "today": {"type": "object", "properties": {"offered": i, "answered": i, "answered_within_sl": i, "abandoned": i, "overflowed": i, "callbacks": i, "refused": i, "wait_total_ms": i, "talk_total_ms": i, "talks": i}},
+                "service_level": {"type": "number", "nullable": true}, "abandon_rate": {"type": "number", "nullable": true},
+                "avg_wait_ms": oi, "avg_talk_ms": oi
+            }})),
+            "agents": array(json!({"type": "object", "properties": {
+                "id": s, "state": {"type": "object", "description": "{\"state\": \"ready\"} or {\"state\": \"not_ready\", \"reason\": ...}"},
+                "since_ms": i, "time_in_state_ms": i, "registered": {"type": "boolean"}, "current_call": os, "answered_today": i
+            }}))
+        }},
+        "Event": {"type": "object", "required": ["type"], "description": "one live event, tagged by type", "properties": {
+            "type": {"type": "string", "enum": [
+                "snapshot", "call_arrived", "call_queued", "call_offered", "call_answered", "call_abandoned", "call_transferred",
+                "callback_requested", "call_ended", "call_disposition", "agent_state", "queue_stats"
+            ]},
+            "call_id": s, "caller": s, "called": s, "queue": s, "priority": i, "agent": s, "cause": s, "state": s,
+            "since_ms": i, "waiting": i, "longest_wait_ms": i
+        }}
+    });
+    merge([base, more, live])
+}
+
+fn merge<const N: usize>(parts: [Value; N]) -> Value {
+    let mut out = serde_json::Map::new();
+    for part in parts {
+        if let Value::Object(m) = part {
+            out.extend(m);
+        }
+    }
+    Value::Object(out)
+}
+
+/// `GET /api/openapi.json`.
+pub async fn serve() -> Json<Value> {
+    Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = document();
+        let paths = doc["paths"].as_object().expect("paths");
+        let routes = super::super::routes();
+        for (method, path, _) in &routes {
+            let m = method.as_str().to_ascii_lowercase();
+            let op = &paths
+                .get(*path)
+                .unwrap_or_else(|| panic!("{path} is not in the OpenAPI document"))[&m];
+            assert!(op.is_object(), "{method} {path} is not documented");
+            assert!(
+                op["responses"].is_object(),
+                "{method} {path} has no responses"
+            );
+            assert!(
+                op["operationId"].is_string(),
+                "{method} {path} has no operationId"
+            );
+        }
+        let mut documented = 0;
+        for (path, item) in paths {
+            for (m, _) in item.as_object().expect("path item") {
+                documented += 1;
+                assert!(
+                    routes
+                        .iter()
+                        .any(|(rm, rp, _)| rp == path && rm.as_str().eq_ignore_ascii_case(m)),
+                    "{m} {path} is documented but not routed"
+                );
+            }
+        }
+        assert_eq!(documented, routes.len());
+    }
+
+    #[test]
+    fn every_ref_resolves() {
+        let doc = document();
+        let text = doc.to_string();
+        for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &part[..part.find('"').expect("end of ref")];
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "unresolved $ref {name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! The task that owns the ACD router: one owner for every queue and agent.
+//!
+//! Calls attach a mailbox before they enqueue; the router's actions about a
+//! call go to that call's task (which owns the legs), agent-wide actions are
+//! logged and published. The router wants a `Tick` at `poll_timeout()`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::acd::{
+    AcdError, Action, AgentState, Input, OfferFailure, OfferId, Router, RouterConfig, Skill,
+    Snapshot,
+};
+use crate::clock::Clock;
+
+/// What an agent (or a supervisor) asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateRequest {
+    Ready,
+    NotReady { reason: String },
+    Logout,
+}
+
+/// The router's word about one call, for that call's task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueMsg {
+    Offer {
+        offer_id: OfferId,
+        agents: Vec<String>,
+        note: Option<String>,
+    },
+    CancelOffer {
+        offer_id: OfferId,
+        agents: Vec<String>,
+    },
+    Connect {
+        offer_id: OfferId,
+        agent: String,
+        waited_ms: u64,
+    },
+    Announce {
+        position: usize,
+        estimated_wait_ms: u64,
+    },
+    OfferCallback,
+    CallbackRequested {
+        due_ms: u64,
+    },
+    Overflowed {
+        to: String,
+    },
+    QueueFull,
+    /// An answer that came too late (the offer was already cancelled).
+    Stale {
+        offer_id: OfferId,
+        agent: String,
+    },
+}
+
+enum Command {
+    Input(Input),
+    Answered {
+        call_id: String,
+        offer_id: OfferId,
+        agent: String,
+    },
+    Attach {
+        call_id: String,
+        mailbox: mpsc::UnboundedSender<QueueMsg>,
+    },
+    Detach {
+        call_id: String,
+    },
+    SetAgentState {
+        agent: String,
+        req: StateRequest,
+        reply: oneshot::Sender<Result<AgentState, AcdError>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Snapshot>,
+    },
+}
+
+/// A cheap handle to the ACD task.
+#[derive(Clone)]
+pub struct AcdHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl AcdHandle {
+    /// Put a call in a queue; the router's decisions about it arrive on `mailbox`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue(
+        &self,
+        call_id: &str,
+        queue: &str,
+        priority: i32,
+        preferred_agent: Option<String>,
+        skill: Option<String>,
+        arrived_ms: u64,
+        mailbox: mpsc::UnboundedSender<QueueMsg>,
+    ) {
+        let _ = self.tx.send(Command::Attach {
+            call_id: call_id.to_string(),
+            mailbox,
+        });
+        self.input(Input::Enqueue {
+            call_id: call_id.to_string(),
+            queue: queue.to_string(),
+            priority,
+            preferred_agent,
+            skill,
+            arrived_ms,
+        });
+    }
+
+    /// Tell the router something happened (answer, failure, hang-up...).
+    pub fn input(&self, input: Input) {
+        let _ = self.tx.send(Command::Input(input));
+    }
+
+    /// An agent answered; a too-late answer comes back as [`QueueMsg::Stale`].
+    pub fn answered(&self, call_id: &str, offer_id: OfferId, agent: &str) {
+        let _ = self.tx.send(Command::Answered {
+            call_id: call_id.to_string(),
+            offer_id,
+            agent: agent.to_string(),
+        });
+    }
+
+    /// The call is over: forget its mailbox.
+    pub fn detach(&self, call_id: &str) {
+        let _ = self.tx.send(Command::Detach {
+            call_id: call_id.to_string(),
+        });
+    }
+
+    pub async fn set_agent_state(
+        &self,
+        agent: &str,
+        req: StateRequest,
+    ) -> Result<AgentState, AcdError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::SetAgentState {
+            agent: agent.to_string(),
+            req,
+            reply,
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(AcdError::UnknownAgent(agent.to_string())))
+    }
+
+    pub async fn snapshot(&self) -> Snapshot {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::Snapshot { reply });
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// An agent as the ACD needs it.
+pub struct AcdAgent {
+    pub id: String,
+    pub skills: Vec<Skill>,
+}
+
+/// Start the ACD task. `presence` carries (agent, has a live registration).
+pub fn start(
+    config: RouterConfig,
+    agents: Vec<AcdAgent>,
+    ready_on_register: bool,
+    mut presence: mpsc::UnboundedReceiver<(String, bool)>,
+    clock: Arc<dyn Clock>,
+) -> Result<AcdHandle, AcdError> {
+    let mut router = Router::new(config)?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
+    let mut task = AcdTask {
+        mailboxes: HashMap::new(),
+        skills: agents
+            .iter()
+            .map(|a| (a.id.clone(), a.skills.clone()))
+            .collect(),
+        registered: HashSet::new(),
+        explicit: HashSet::new(),
+        ready_on_register,
+        actions: Vec::new(),
+    };
+    let now = clock.now_ms();
+    for a in agents {
+        task.run(
+            &mut router,
+            Input::AgentLogin {
+                agent: a.id,
+                skills: a.skills,
+            },
+            now,
+        );
+    }
+    tokio::spawn(async move {
+        loop {
+            let now = clock.now_ms();
+            let wait = router
+                .poll_timeout()
+                .map(|t| Duration::from_millis(t.saturating_sub(now)))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => task.command(&mut router, cmd, clock.now_ms()),
+                    None => break,
+                },
+                Some((agent, live)) = presence.recv() => task.presence(&mut router, agent, live, clock.now_ms()),
+                _ = tokio::time::sleep(wait) => task.run(&mut router, Input::Tick, clock.now_ms()),
+            }
+        }
+    });
+    Ok(AcdHandle { tx })
+}
+
+struct AcdTask {
+    mailboxes: HashMap<String, mpsc::UnboundedSender<QueueMsg>>,
+    skills: HashMap<String, Vec<Skill>>,
+    registered: HashSet<String>,
+    /// Agents who chose a state themselves: registration never overrides them.
+    explicit: HashSet<String>,
+    ready_on_register: bool,
+    actions: Vec<Action>,
+}
+
+impl AcdTask {
+    fn command(&mut self, router: &mut Router, cmd: Command, now: u64) {
+        match cmd {
+            Command::Input(input) => {
+                self.run(router, input, now);
+            }
+            Command::Answered {
+                call_id,
+                offer_id,
+                agent,
+            } => {
+                let input = Input::OfferAnswered {
+                    offer_id,
+                    agent: agent.clone(),
+                };
+                if self.run_checked(router, input, now).is_some() {
+                    // Too late: the call that sent it must hang up that leg.
+                    self.send(&call_id, QueueMsg::Stale { offer_id, agent });
+                }
+            }
+            Command::Attach { call_id, mailbox } => {
+                self.mailboxes.insert(call_id, mailbox);
+            }
+            Command::Detach { call_id } => {
+                self.mailboxes.remove(&call_id);
+            }
+            Command::SetAgentState { agent, req, reply } => {
+                let result = self.set_state(router, &agent, req, now);
+                let _ = reply.send(result);
+            }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(router.snapshot(now));
+            }
+        }
+    }
+
+    fn set_state(
+        &mut self,
+        router: &mut Router,
+        agent: &str,
+        req: StateRequest,
+        now: u64,
+    ) -> Result<AgentState, AcdError> {
+        let Some(skills) = self.skills.get(agent).cloned() else {
+            return Err(AcdError::UnknownAgent(agent.to_string()));
+        };
+        self.explicit.insert(agent.to_string());
+        let agent_s = agent.to_string();
+        let inputs = match req {
+            StateRequest::Ready => {
+                let mut v = Vec::new();
+                if matches!(router.agent_state(agent), None | Some(AgentState::Offline)) {
+                    v.push(Input::AgentLogin {
+                        agent: agent_s.clone(),
+                        skills,
+                    });
+                }
+                v.push(Input::SetReady { agent: agent_s });
+                v
+            }
+            StateRequest::NotReady { reason } => vec![Input::SetNotReady {
+                agent: agent_s,
+                reason,
+            }],
+            StateRequest::Logout => vec![Input::AgentLogout { agent: agent_s }],
+        };
+        for input in inputs {
+            if let Some(error) = self.run_checked(router, input, now) {
+                return Err(error);
+            }
+        }
+        router
+            .agent_state(agent)
+            .cloned()
+            .ok_or_else(|| AcdError::UnknownAgent(agent.to_string()))
+    }
+
+    fn presence(&mut self, router: &mut Router, agent: String, live: bool, now: u64) {
+        if !self.skills.contains_key(&agent) {
+            return;
+        }
+        let was = self.registered.contains(&agent);
+        if live {
+            self.registered.insert(agent.clone());
+        } else {
+            self.registered.remove(&agent);
+        }
+        self.run(
+            router,
+            Input::Registered {
+                agent: agent.clone(),
+                live,
+            },
+            now,
+        );
+        // A newcomer who just registered a softphone gets calls at once,
+        // unless they chose a state themselves.
+        if live && !was && self.ready_on_register && !self.explicit.contains(&agent) {
+            self.run(router, Input::SetReady { agent }, now);
+        }
+    }
+
+    fn run(&mut self, router: &mut Router, input: Input, now: u64) {
+        self.run_checked(router, input, now);
+    }
+
+    fn run_checked(&mut self, router: &mut Router, input: Input, now: u64) -> Option<AcdError> {
+        let mut actions = std::mem::take(&mut self.actions);
+        router.handle_into(input, now, &mut actions);
+        let mut rejected = None;
+        for action in actions.drain(..) {
+            match action {
+                Action::Offer {
+                    offer_id,
+                    call_id,
+                    queue,
+                    agents,
+                    note,
+                    transfer_chain: _,
+                } => {
+                    debug!(%call_id, %queue, ?agents, "offer");
+                    self.send(
+                        &call_id,
+                        QueueMsg::Offer {
+                            offer_id,
+                            agents,
+                            note,
+                        },
+                    );
+                }
+                Action::CancelOffer {
+                    offer_id,
+                    call_id,
+                    agents,
+                } => self.send(&call_id, QueueMsg::CancelOffer { offer_id, agents }),
+                Action::Connect {
+                    offer_id,
+                    call_id,
+                    agent,
+                    waited_ms,
+                } => self.send(
+                    &call_id,
+                    QueueMsg::Connect {
+                        offer_id,
+                        agent,
+                        waited_ms,
+                    },
+                ),
+                Action::AgentStateChanged {
+                    agent,
+                    state,
+                    since_ms: _,
+                } => {
+                    info!(%agent, ?state, "agent state");
+                    metrics::counter!("hotline_agent_state_changes_total").increment(1);
+                }
+                Action::Overflowed { call_id, from, to } => {
+                    info!(%call_id, %from, %to, "overflow");
+                    self.send(&call_id, QueueMsg::Overflowed { to });
+                }
+                Action::OfferCallback { call_id, queue: _ } => {
+                    self.send(&call_id, QueueMsg::OfferCallback)
+                }
+                Action::CallbackRequested {
+                    call_id,
+                    queue: _,
+                    due_ms,
+                } => self.send(&call_id, QueueMsg::CallbackRequested { due_ms }),
+                Action::Announce {
+                    call_id,
+                    position,
+                    estimated_wait_ms,
+                } => self.send(
+                    &call_id,
+                    QueueMsg::Announce {
+                        position,
+                        estimated_wait_ms,
+                    },
+                ),
+                Action::QueueFull { call_id, queue } => {
+                    warn!(%call_id, %queue, "queue full");
+                    self.send(&call_id, QueueMsg::QueueFull);
+                }
+                Action::Rejected { error } => {
+                    debug!(%error, "ACD input rejected");
+                    rejected = Some(error);
+                }
+            }
+        }
+        self.actions = actions;
+        rejected
+    }
+
+    fn send(&self, call_id: &str, msg: QueueMsg) {
+        match self.mailboxes.get(call_id) {
+            Some(tx) => {
+                let _ = tx.send(msg);
+            }
+            None => debug!(%call_id, ?msg, "no mailbox for call"),
+        }
+    }
+}
+
+/// Map a SIP final status from an agent's phone to why the offer failed.
+pub fn offer_failure(status: u16) -> OfferFailure {
+    match status {
+        486 | 600 => OfferFailure::Busy,
+        603 => OfferFailure::Declined,
+        408 | 480 | 487 => OfferFailure::NoAnswer,
+        _ => OfferFailure::Error,
+    }
+}

@@ -1,0 +1,421 @@
+//! The queue half of an inbound call: ringing the agents the ACD offers it
+//! to, bridging the one who answers, recording, and telling the ACD how it
+//! went. Owned by the call's task, like everything else about the call.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::acd::{offer_failure, QueueMsg};
+use super::CallDeps;
+use crate::acd::{Input, OfferFailure, OfferId};
+use crate::media::engine::{MediaSession, StreamParams};
+use crate::media::recorder::Recorder;
+use crate::sip::leg::{Leg, LegEvent, OutboundCall};
+use crate::sip::sdp;
+
+/// Something an agent's leg reported, tagged with which offer it answers.
+pub(super) struct AgentEvent {
+    pub offer_id: OfferId,
+    pub agent: String,
+    pub event: LegEvent,
+}
+
+struct AgentLeg {
+    leg: Leg,
+    media: MediaSession,
+}
+
+struct Connected {
+    agent: String,
+    leg: Leg,
+    media: MediaSession,
+    sdp_version: u64,
+}
+
+/// How the agent side ended the call, if it did.
+pub(super) enum AgentOutcome {
+    /// The agent hung up: the caller's leg must be ended too.
+    AgentHungUp,
+}
+
+pub(super) struct Service {
+    call_id: String,
+    caller: String,
+    customer_id: Option<String>,
+    deps: Arc<CallDeps>,
+    mailbox: mpsc::UnboundedSender<QueueMsg>,
+    agent_tx: mpsc::UnboundedSender<AgentEvent>,
+    ringing: HashMap<(OfferId, String), AgentLeg>,
+    answered: HashMap<(OfferId, String), AgentLeg>,
+    connected: Option<Connected>,
+    session_id: u64,
+    pub queued: bool,
+    pub agent_id: Option<String>,
+    pub wait_ms: u64,
+    pub connected_ms: Option<u64>,
+    pub recording: Option<String>,
+}
+
+impl Service {
+    pub fn new(
+        call_id: String,
+        caller: String,
+        deps: Arc<CallDeps>,
+        mailbox: mpsc::UnboundedSender<QueueMsg>,
+        agent_tx: mpsc::UnboundedSender<AgentEvent>,
+    ) -> Self {
+        Self {
+            call_id,
+            caller,
+            customer_id: None,
+            deps,
+            mailbox,
+            agent_tx,
+            ringing: HashMap::new(),
+            answered: HashMap::new(),
+            connected: None,
+            session_id: u64::from(rand::random::<u32>()),
+            queued: false,
+            agent_id: None,
+            wait_ms: 0,
+            connected_ms: None,
+            recording: None,
+        }
+    }
+
+    pub fn set_customer(&mut self, id: Option<String>) {
+        self.customer_id = id;
+    }
+
+    pub fn enqueue(
+        &mut self,
+        queue: &str,
+        skill: Option<String>,
+        priority: i32,
+        preferred_agent: Option<String>,
+    ) {
+        self.queued = true;
+        self.deps.acd.enqueue(
+            &self.call_id,
+            queue,
+            priority,
+            preferred_agent,
+            skill,
+            self.deps.clock.now_ms(),
+            self.mailbox.clone(),
+        );
+    }
+
+    pub async fn on_queue(&mut self, msg: QueueMsg, customer: &MediaSession) -> bool {
+        match msg {
+            QueueMsg::Offer {
+                offer_id,
+                agents,
+                note,
+            } => {
+                for agent in agents {
+                    self.ring(offer_id, agent, customer, note.as_deref()).await;
+                }
+            }
+            QueueMsg::CancelOffer { offer_id, agents } => {
+                for agent in agents {
+                    if let Some(a) = self.ringing.remove(&(offer_id, agent.clone())) {
+                        debug!(%agent, "cancelling offer");
+                        tokio::spawn(async move { a.leg.cancel().await });
+                    }
+                    if let Some(a) = self.answered.remove(&(offer_id, agent)) {
+                        tokio::spawn(async move { a.leg.hangup().await });
+                    }
+                }
+            }
+            QueueMsg::Connect {
+                offer_id,
+                agent,
+                waited_ms,
+            } => self.connect(offer_id, agent, waited_ms, customer),
+            QueueMsg::Stale { offer_id, agent } => {
+                if let Some(a) = self.answered.remove(&(offer_id, agent)) {
+                    tokio::spawn(async move { a.leg.hangup().await });
+                }
+            }
+            QueueMsg::Announce {
+                position,
+                estimated_wait_ms,
+            } => info!(position, estimated_wait_ms, "still waiting in queue"),
+            QueueMsg::Overflowed { to } => info!(%to, "moved to another queue"),
+            QueueMsg::OfferCallback | QueueMsg::CallbackRequested { .. } => {
+                debug!("callback offer not played: no prompt configured for it")
+            }
+            QueueMsg::QueueFull => {
+                warn!("queue full: ending the call");
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn ring(
+        &mut self,
+        offer_id: OfferId,
+        agent: String,
+        customer: &MediaSession,
+        note: Option<&str>,
+    ) {
+        let fail = |deps: &CallDeps, reason| {
+            deps.acd.input(Input::OfferFailed {
+                offer_id,
+                agent: agent.clone(),
+                reason,
+            })
+        };
+        let bindings = self.deps.sip.lookup(&agent).await;
+        let Some(binding) = bindings.into_iter().next() else {
+            info!(%agent, "agent has no live registration");
+            fail(&self.deps, OfferFailure::Error);
+            return;
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let media = match self.deps.media.open_near(customer, tx) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "no media port for the agent leg");
+                fail(&self.deps, OfferFailure::Error);
+                return;
+            }
+        };
+        // Agent-side media events (timeouts) are not the caller's business.
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let mut headers = vec![("X-Hotline-Call".to_string(), self.call_id.clone())];
+        if let Some(c) = &self.customer_id {
+            headers.push(("X-Hotline-Customer".to_string(), c.clone()));
+        }
+        if let Some(n) = note {
+            headers.push(("X-Hotline-Note".to_string(), n.replace(['\r', '\n'], " ")));
+        }
+        let call = OutboundCall {
+            target: binding.contact.clone(),
+            destination: binding.source,
+            transport: binding.transport.clone(),
+            from_user: self.caller.clone(),
+            from_display: None,
+            sdp: sdp::write_offer(self.session_id, 1, media.local_addr()),
+            headers,
+        };
+        match self.deps.sip.invite(call) {
+            Ok((leg, mut events)) => {
+                info!(%agent, contact = %binding.contact, "ringing agent");
+                let tx = self.agent_tx.clone();
+                let a = agent.clone();
+                tokio::spawn(async move {
+                    while let Some(event) = events.recv().await {
+                        let ev = AgentEvent {
+                            offer_id,
+                            agent: a.clone(),
+                            event,
+                        };
+                        if tx.send(ev).is_err() {
+                            break;
+                        }
+                    }
+                });
+                self.ringing
+                    .insert((offer_id, agent), AgentLeg { leg, media });
+            }
+            Err(e) => {
+                warn!(%agent, error = %e, "cannot call the agent");
+                fail(&self.deps, OfferFailure::Error);
+            }
+        }
+    }
+
+    fn connect(
+        &mut self,
+        offer_id: OfferId,
+        agent: String,
+        waited_ms: u64,
+        customer: &MediaSession,
+    ) {
+        let Some(a) = self.answered.remove(&(offer_id, agent.clone())) else {
+            warn!(%agent, "connect for an offer that was not answered");
+            return;
+        };
+        let recorder = self.start_recording();
+        if !customer.bridge(&a.media, recorder) {
+            warn!("media sessions on different workers; cannot bridge");
+        }
+        info!(%agent, waited_ms, recording = ?self.recording, "connected to agent");
+        metrics::counter!("hotline_calls_connected_total").increment(1);
+        self.queued = false;
+        self.agent_id = Some(agent.clone());
+        self.wait_ms = waited_ms;
+        self.connected_ms = Some(self.deps.clock.now_ms());
+        self.connected = Some(Connected {
+            agent,
+            leg: a.leg,
+            media: a.media,
+            sdp_version: 1,
+        });
+    }
+
+    fn start_recording(&mut self) -> Option<Recorder> {
+        if !self.deps.record {
+            return None;
+        }
+        let now = Utc
+            .timestamp_millis_opt(self.deps.clock.now_ms() as i64)
+            .single()
+            .unwrap_or_default();
+        let dir: PathBuf = self
+            .deps
+            .recordings
+            .join(now.format("%Y/%m/%d").to_string());
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            warn!(dir = %dir.display(), error = %e, "cannot create the recordings folder");
+            return None;
+        }
+        let path = dir.join(format!("{}.wav", self.call_id));
+        match Recorder::create(&path) {
+            Ok(r) => {
+                self.recording = Some(path.display().to_string());
+                Some(r)
+            }
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot start recording");
+                None
+            }
+        }
+    }
+
+    pub async fn on_agent(&mut self, ev: AgentEvent) -> Option<AgentOutcome> {
+        let key = (ev.offer_id, ev.agent.clone());
+        match ev.event {
+            LegEvent::Ringing => debug!(agent = %ev.agent, "agent phone ringing"),
+            LegEvent::Answered { sdp: answer } => {
+                let a = self.ringing.remove(&key)?;
+                match answer
+                    .as_deref()
+                    .map(|s| sdp::parse(s).and_then(|r| sdp::negotiate(&r)))
+                {
+                    Some(Ok(n)) => {
+                        a.media.configure(StreamParams {
+                            remote: n.remote,
+                            codec: n.codec,
+                            dtmf_pt: n.dtmf_pt,
+                            send: !n.remote_on_hold(),
+                        });
+                        info!(agent = %ev.agent, "agent answered");
+                        self.deps
+                            .acd
+                            .answered(&self.call_id, ev.offer_id, &ev.agent);
+                        self.answered.insert(key, a);
+                    }
+                    _ => {
+                        warn!(agent = %ev.agent, "agent answered without a usable SDP answer");
+                        tokio::spawn(async move { a.leg.hangup().await });
+                        self.deps.acd.input(Input::OfferFailed {
+                            offer_id: ev.offer_id,
+                            agent: ev.agent,
+                            reason: OfferFailure::Error,
+                        });
+                    }
+                }
+            }
+            LegEvent::Failed { status } => {
+                if self.ringing.remove(&key).is_some() {
+                    info!(agent = %ev.agent, status, "agent did not take the call");
+                    self.deps.acd.input(Input::OfferFailed {
+                        offer_id: ev.offer_id,
+                        agent: ev.agent,
+                        reason: offer_failure(status),
+                    });
+                }
+            }
+            LegEvent::Ended(cause) => {
+                if self.connected.as_ref().is_some_and(|c| c.agent == ev.agent) {
+                    info!(agent = %ev.agent, cause = %cause.describe(), "agent hung up");
+                    if let Some(c) = self.connected.take() {
+                        self.deps.acd.input(Input::CallEnded {
+                            call_id: self.call_id.clone(),
+                            agent: c.agent,
+                        });
+                    }
+                    return Some(AgentOutcome::AgentHungUp);
+                }
+                self.answered.remove(&key);
+            }
+            LegEvent::Reinvite { sdp: offer, reply } => {
+                // The agent holds or resumes: answer, and stop sending while held.
+                let Some(c) = self.connected.as_mut() else {
+                    reply.reject(491).await;
+                    return None;
+                };
+                match offer
+                    .as_deref()
+                    .map(|s| sdp::parse(s).and_then(|r| sdp::negotiate(&r)))
+                {
+                    Some(Ok(n)) => {
+                        c.media.configure(StreamParams {
+                            remote: n.remote,
+                            codec: n.codec,
+                            dtmf_pt: n.dtmf_pt,
+                            send: !n.remote_on_hold(),
+                        });
+                        c.sdp_version += 1;
+                        let ours = sdp::write(
+                            self.session_id,
+                            c.sdp_version,
+                            c.media.local_addr(),
+                            n.codec,
+                            n.dtmf_pt,
+                            n.direction,
+                        );
+                        reply.ok(Some(ours)).await;
+                    }
+                    _ => reply.reject(488).await,
+                }
+            }
+            LegEvent::Info { reply, .. } => reply.ok(None).await,
+            LegEvent::Confirmed { .. } => {}
+        }
+        None
+    }
+
+    /// The caller is gone: cancel what rings, hang up the agent, tell the ACD.
+    pub async fn caller_gone(&mut self) {
+        for (_, a) in self.ringing.drain() {
+            tokio::spawn(async move { a.leg.cancel().await });
+        }
+        for (_, a) in self.answered.drain() {
+            tokio::spawn(async move { a.leg.hangup().await });
+        }
+        if let Some(c) = self.connected.take() {
+            c.leg.hangup().await;
+            self.deps.acd.input(Input::CallEnded {
+                call_id: self.call_id.clone(),
+                agent: c.agent,
+            });
+        } else if self.queued {
+            self.deps.acd.input(Input::Abandoned {
+                call_id: self.call_id.clone(),
+            });
+            metrics::counter!("hotline_calls_abandoned_total").increment(1);
+        }
+        self.queued = false;
+    }
+
+    /// The call record's talk time is the time with the agent.
+    pub fn talk_ms(&self, now: u64) -> Option<u64> {
+        self.connected_ms.map(|c| now.saturating_sub(c))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.deps.acd.detach(&self.call_id);
+    }
+}

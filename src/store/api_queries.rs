@@ -1,0 +1,149 @@
+//! Queries of the HTTP API: call search, dispositions, callback requests by
+//! state. Same rules as `queries.rs`: one SQL text, `$N` placeholders.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::error::{Result, StoreError};
+use super::types::{CallRecord, Direction};
+use super::Store;
+
+/// Filters of [`Store::search_calls`]; `None` means "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// Calls of this customer.
+    pub customer_id: Option<String>,
+    /// Calls taken by this agent.
+    pub agent_id: Option<String>,
+    /// Arrived at or after (epoch ms).
+    pub since: Option<i64>,
+    /// Arrived before (epoch ms).
+    pub until: Option<i64>,
+    /// At most this many (newest first).
+    pub limit: i64,
+}
+
+/// A callback promised to a caller, with its state (`pending`, `done`, `cancelled`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallbackRequestRow {
+    pub id: String,
+    pub phone: String,
+    pub customer_id: Option<String>,
+    pub due_at: i64,
+    pub source_call: String,
+    pub state: String,
+    pub created_at: i64,
+    pub done_at: Option<i64>,
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &'static str) -> Result<T> {
+    let text: String = r.try_get(col)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+        column: col,
+        detail: e.to_string(),
+    })
+}
+
+fn call_from_row(r: &AnyRow) -> Result<CallRecord> {
+    Ok(CallRecord {
+        id: r.try_get("id")?,
+        direction: Direction::parse(&r.try_get::<String, _>("direction")?)?,
+        from_number: r.try_get("from_number")?,
+        to_number: r.try_get("to_number")?,
+        customer_id: r.try_get("customer_id")?,
+        work_order: r.try_get("work_order")?,
+        task_id: r.try_get("task_id")?,
+        queue: r.try_get("queue")?,
+        agent_id: r.try_get("agent_id")?,
+        arrived_at: r.try_get("arrived_at")?,
+        answered_at: r.try_get("answered_at")?,
+        ended_at: r.try_get("ended_at")?,
+        wait_ms: r.try_get("wait_ms")?,
+        talk_ms: r.try_get("talk_ms")?,
+        hold_ms: r.try_get("hold_ms")?,
+        ivr_path: json_col(r, "ivr_path")?,
+        hangup_cause: r.try_get("hangup_cause")?,
+        hangup_side: r.try_get("hangup_side")?,
+        disposition: r.try_get("disposition")?,
+        notes: r.try_get("notes")?,
+        recording: r.try_get("recording")?,
+        transfer_chain: json_col(r, "transfer_chain")?,
+    })
+}
+
+impl Store {
+    /// Calls matching `f`, newest first.
+    pub async fn search_calls(&self, f: &CallFilter) -> Result<Vec<CallRecord>> {
+        // `$N IS NULL OR ...` keeps one SQL text for every combination of filters.
+        let rows = sqlx::query(
+            "SELECT id, direction, from_number, to_number, customer_id, work_order, task_id, \
+             queue, agent_id, arrived_at, answered_at, ended_at, wait_ms, talk_ms, hold_ms, \
+             ivr_path, hangup_cause, hangup_side, disposition, notes, recording, transfer_chain \
+             FROM calls WHERE ($1 IS NULL OR customer_id = $1) \
+             AND ($2 IS NULL OR agent_id = $2) AND ($3 IS NULL OR arrived_at >= $3) \
+             AND ($4 IS NULL OR arrived_at < $4) ORDER BY arrived_at DESC, id DESC LIMIT $5",
+        )
+        .bind(&f.customer_id)
+        .bind(&f.agent_id)
+        .bind(f.since)
+        .bind(f.until)
+        .bind(f.limit.max(0))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(call_from_row).collect()
+    }
+
+    /// Set the disposition and notes an agent recorded for a call.
+    /// [`StoreError::NotFound`] if the call is unknown.
+    pub async fn set_call_disposition(
+        &self,
+        call_id: &str,
+        disposition: &str,
+        notes: &str,
+    ) -> Result<()> {
+        let done = sqlx::query("UPDATE calls SET disposition = $2, notes = $3 WHERE id = $1")
+            .bind(call_id)
+            .bind(disposition)
+            .bind(notes)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "call",
+                id: call_id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Callback requests in `state` (any state when `None`), soonest due first.
+    pub async fn callback_requests_by_state(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CallbackRequestRow>> {
+        let rows = sqlx::query(
+            "SELECT id, phone, customer_id, due_at, source_call, state, created_at, done_at \
+             FROM callback_requests WHERE ($1 IS NULL OR state = $1) ORDER BY due_at, id LIMIT $2",
+        )
+        .bind(state)
+        .bind(limit.max(0))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CallbackRequestRow {
+                    id: r.try_get("id")?,
+                    phone: r.try_get("phone")?,
+                    customer_id: r.try_get("customer_id")?,
+                    due_at: r.try_get("due_at")?,
+                    source_call: r.try_get("source_call")?,
+                    state: r.try_get("state")?,
+                    created_at: r.try_get("created_at")?,
+                    done_at: r.try_get("done_at")?,
+                })
+            })
+            .collect()
+    }
+}

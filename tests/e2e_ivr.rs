@@ -1,0 +1,3 @@
+#[path = "common/audio.rs"]
+mod audio;
+mod common;
