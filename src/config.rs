@@ -206,6 +206,10 @@ pub struct AcdConfig {
     /// Record bridged calls.
     #[serde(default = "default_true")]
     pub record: bool,
+    /// Music a caller hears while queued or held (relative to the config
+    /// file). Unset: the shipped `dialplans/prompts/hold_music.wav` if present.
+    #[serde(default)]
+    pub hold_music: Option<PathBuf>,
 }
 
 impl Default for AcdConfig {
@@ -214,6 +218,7 @@ impl Default for AcdConfig {
             ready_on_register: true,
             max_missed_offers: default_max_missed(),
             record: true,
+            hold_music: None,
         }
     }
 }

@@ -113,6 +113,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })
     .context("cannot start media workers")?;
     check_queues(&routing_rx.borrow(), &config)?;
+    let hold_music = load_hold_music(&config)?;
+    let events = crate::events::EventHub::new();
     let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
     for b in &settings.restored {
         let _ = presence_tx.send((b.aor.clone(), true));
@@ -133,6 +135,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .collect(),
         config.acd.ready_on_register,
         presence_rx,
+        events.clone(),
         clock.clone(),
     )
     .map_err(|e| anyhow::anyhow!("queues: {e}"))?;
@@ -162,6 +165,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             sip: sip.clone(),
             record: config.acd.record,
             recordings: config.resolve(&config.recordings.dir),
+            events: events.clone(),
+            hold_music,
         }),
     );
 
@@ -169,7 +174,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot bind HTTP {}", config.http.listen))?;
     let http_addr = http.local_addr()?;
-    let events = crate::events::EventHub::new();
     let api_state = crate::api::ApiState::new(
         &config,
         metrics,
@@ -205,6 +209,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     drop(writer);
     writer_task.abort();
     Ok(())
+}
+
+/// The configured hold music (an error if it cannot be used), else the
+/// shipped one when it is there, else none.
+fn load_hold_music(config: &Config) -> anyhow::Result<Option<Arc<crate::media::prompt::Prompt>>> {
+    match &config.acd.hold_music {
+        Some(p) => {
+            let path = config.resolve(p);
+            let prompt = crate::media::prompt::Prompt::load(&path)
+                .map_err(|e| anyhow::anyhow!("acd.hold_music: {e}"))?;
+            Ok(Some(Arc::new(prompt)))
+        }
+        None => {
+            let shipped = std::path::Path::new("dialplans/prompts/hold_music.wav");
+            Ok(crate::media::prompt::Prompt::load(shipped)
+                .ok()
+                .map(Arc::new))
+        }
+    }
 }
 
 /// Every queue a dialplan routes to must be configured.

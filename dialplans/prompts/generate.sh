@@ -24,3 +24,16 @@ while IFS="$(printf '\t')" read -r name text; do
     count=$((count + 1))
 done < prompts.tsv
 echo "generated $count prompts in $(pwd)"
+
+# Hold music (not speech): four soft chords, 8 s, looped while a caller waits
+# or is held. Replace hold_music.wav with licensed music of your own if you like.
+for i in 1 2 3 4; do
+    case $i in
+        1) n="523.25 659.25 783.99" ;; 2) n="440 523.25 659.25" ;;
+        3) n="349.23 440 523.25" ;;    4) n="392 493.88 587.33" ;;
+    esac
+    set -- $n
+    sox -n -r 8000 -b 16 -c 1 "chord$i.wav" synth 1.0 sine "$1" sine "$2" sine "$3" fade q 0.05 1.0 0.3 gain -18
+done
+sox chord1.wav chord2.wav chord3.wav chord4.wav chord1.wav chord2.wav chord3.wav chord4.wav hold_music.wav
+rm -f chord1.wav chord2.wav chord3.wav chord4.wav

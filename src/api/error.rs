@@ -105,31 +105,6 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".into())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, serde::Deserialize)]
-    #[allow(dead_code)]
-    struct Login {
-        id: String,
-        password: String,
-    }
-
-    #[test]
-    fn parse_errors_say_what_is_wrong() {
-        let e = parse_json::<Login>(b"{\"id\": 1}").unwrap_err();
-        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
-        assert!(e.to_string().contains("invalid type"), "{e}");
-        let e = parse_json::<Login>(b"{\"id\": \"a\"}").unwrap_err();
-        assert!(e.to_string().contains("missing field `password`"), "{e}");
-        let e = parse_json::<Login>(b"{nope").unwrap_err();
-        assert!(e.to_string().contains("line 1 column 2"), "{e}");
-        let e = parse_json::<Login>(b"").unwrap_err();
-        assert!(e.to_string().contains("empty"), "{e}");
-    }
-}
-
 /// `axum::extract::Query` whose rejection is a JSON 400.
 pub struct Q<T>(pub T);
 
@@ -169,5 +144,30 @@ where
             .await
             .map(|p| P(p.0))
             .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Login {
+        id: String,
+        password: String,
+    }
+
+    #[test]
+    fn parse_errors_say_what_is_wrong() {
+        let e = parse_json::<Login>(b"{\"id\": 1}").unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().contains("invalid type"), "{e}");
+        let e = parse_json::<Login>(b"{\"id\": \"a\"}").unwrap_err();
+        assert!(e.to_string().contains("missing field `password`"), "{e}");
+        let e = parse_json::<Login>(b"{nope").unwrap_err();
+        assert!(e.to_string().contains("line 1 column 2"), "{e}");
+        let e = parse_json::<Login>(b"").unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
     }
 }

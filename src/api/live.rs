@@ -13,7 +13,7 @@ use super::calls::parse_limit;
 use super::error::{parse_json, ApiError, ApiResult, P, Q};
 use super::ApiState;
 use crate::acd::{AcdError, AgentSnapshot, Snapshot};
-use crate::events::{agent_state_parts, Event};
+use crate::events::agent_state_parts;
 use crate::store::CallbackRequestRow;
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +156,9 @@ pub async fn agents(State(state): State<ApiState>, _who: Principal) -> Json<Vec<
     Json(agent_views(&state, snap.as_ref()))
 }
 
+/// The longest not-ready reason accepted.
+pub const MAX_REASON_LEN: usize = 200;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateInput {
@@ -184,6 +187,11 @@ pub async fn set_state(
         .reason
         .map(|r| r.trim().to_string())
         .unwrap_or_default();
+    if reason.chars().count() > MAX_REASON_LEN {
+        return Err(ApiError::Invalid(format!(
+            "reason is longer than {MAX_REASON_LEN} characters"
+        )));
+    }
     let req = match input.state.as_str() {
         "ready" => StateRequest::Ready,
         "not_ready" => StateRequest::NotReady {
@@ -202,11 +210,8 @@ pub async fn set_state(
     };
     let acd = state.acd()?;
     let new_state = acd.set_agent_state(&agent, req).await.map_err(acd_error)?;
+    // The ACD task publishes the AgentState event itself.
     let since_ms = state.clock.now_ms();
-    // The ACD task does not publish agent states (yet): announce the change here.
-    state
-        .events
-        .publish(Event::agent_state(&agent, &new_state, since_ms));
     let (name, reason) = agent_state_parts(&new_state);
     Ok(Json(json!({
         "agent": agent,

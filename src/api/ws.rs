@@ -90,22 +90,111 @@ async fn snapshot(state: &ApiState, who: &Principal) -> ApiResult<serde_json::Va
     }))
 }
 
-async fn send(socket: &mut WebSocket, msg: Message) -> Result<(), ()> {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.send(msg)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
+/// Where [`forward`] writes: the WebSocket, or a test double.
+pub(crate) trait EventSink: Send {
+    /// Send one text message; Err when the peer is gone or too slow.
+    fn send_text(
+        &mut self,
+        text: String,
+    ) -> impl std::future::Future<Output = Result<(), ()>> + Send;
+    /// Send a close frame (best effort).
+    fn close(
+        &mut self,
+        code: u16,
+        reason: &'static str,
+    ) -> impl std::future::Future<Output = ()> + Send;
+    /// Resolves when the peer closed its side (messages from it are ignored).
+    fn closed(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl EventSink for WebSocket {
+    async fn send_text(&mut self, text: String) -> Result<(), ()> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.send(Message::Text(text.into()))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        let _ = tokio::time::timeout(SEND_TIMEOUT, self.send(frame)).await;
+    }
+
+    async fn closed(&mut self) {
+        loop {
+            match self.recv().await {
+                // Pings are answered by the WebSocket layer; text from clients is ignored.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            }
+        }
     }
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let _ = send(
-        socket,
-        Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })),
-    )
-    .await;
+/// Why [`forward`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The client went away or did not take a message in time.
+    Gone,
+    /// The client fell too far behind; closed with 1013 "lagged".
+    Lagged,
+    /// The token expired or was logged out; closed with 1008.
+    TokenExpired,
+    /// The hub is gone (server stopping); closed with 1001.
+    Closed,
+}
+
+/// Send the snapshot, then every event, until something stops it.
+pub(crate) async fn forward<S: EventSink>(
+    sink: &mut S,
+    first: String,
+    rx: &mut broadcast::Receiver<Event>,
+    recheck_every: Duration,
+    still_valid: impl Fn() -> bool + Send,
+) -> Stop {
+    if sink.send_text(first).await.is_err() {
+        return Stop::Gone;
+    }
+    let mut recheck = tokio::time::interval(recheck_every);
+    recheck.tick().await;
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(ev) => {
+                    let text = match serde_json::to_string(&ev) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::error!(error = %e, "events: cannot encode an event");
+                            continue;
+                        }
+                    };
+                    if sink.send_text(text).await.is_err() {
+                        return Stop::Gone;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "events: client lagged; closing");
+                    metrics::counter!("hotline_event_clients_lagged_total").increment(1);
+                    sink.close(1013, "lagged").await;
+                    return Stop::Lagged;
+                }
+                Err(RecvError::Closed) => {
+                    sink.close(1001, "server stopping").await;
+                    return Stop::Closed;
+                }
+            },
+            _ = sink.closed() => return Stop::Gone,
+            _ = recheck.tick() => {
+                if !still_valid() {
+                    sink.close(1008, "token expired").await;
+                    return Stop::TokenExpired;
+                }
+            }
+        }
+    }
 }
 
 async fn serve(
@@ -121,58 +210,16 @@ async fn serve(
         Ok(v) => v.to_string(),
         Err(e) => {
             tracing::warn!(error = %e, "events: cannot build the snapshot");
-            close(&mut socket, 1011, "snapshot failed").await;
+            socket.close(1011, "snapshot failed").await;
             return;
         }
     };
-    if send(&mut socket, Message::Text(first.into()))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let mut recheck = tokio::time::interval(RECHECK);
-    recheck.tick().await;
-    loop {
-        tokio::select! {
-            ev = rx.recv() => match ev {
-                Ok(ev) => {
-                    let text = match serde_json::to_string(&ev) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            tracing::error!(error = %e, "events: cannot encode an event");
-                            continue;
-                        }
-                    };
-                    if send(&mut socket, Message::Text(text.into())).await.is_err() {
-                        tracing::info!(user = %who.id, "events: client too slow or gone; dropped");
-                        return;
-                    }
-                }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::info!(user = %who.id, missed, "events: client lagged; closing");
-                    metrics::counter!("hotline_event_clients_lagged_total").increment(1);
-                    close(&mut socket, 1013, "lagged").await;
-                    return;
-                }
-                Err(RecvError::Closed) => {
-                    close(&mut socket, 1001, "server stopping").await;
-                    return;
-                }
-            },
-            msg = socket.recv() => match msg {
-                // Pings are answered by the WebSocket layer; text from clients is ignored.
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
-            _ = recheck.tick() => {
-                if state.auth.check(&token).is_err() {
-                    close(&mut socket, 1008, "token expired").await;
-                    return;
-                }
-            }
-        }
-    }
+    let auth = state.auth.clone();
+    let stop = forward(&mut socket, first, &mut rx, RECHECK, || {
+        auth.check(&token).is_ok()
+    })
+    .await;
+    tracing::debug!(user = %who.id, ?stop, "events: client done");
 }
 
 /// Runs `f` when dropped.
@@ -186,4 +233,116 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::sync::{mpsc, Notify};
+
+    /// A client that takes the first message, then stalls until released.
+    struct SlowSink {
+        sent: mpsc::UnboundedSender<String>,
+        release: Arc<Notify>,
+        stalled: bool,
+        closed_with: Option<(u16, &'static str)>,
+    }
+
+    impl EventSink for SlowSink {
+        async fn send_text(&mut self, text: String) -> Result<(), ()> {
+            let _ = self.sent.send(text);
+            if !self.stalled {
+                self.stalled = true;
+                self.release.notified().await;
+            }
+            Ok(())
+        }
+        async fn close(&mut self, code: u16, reason: &'static str) {
+            self.closed_with = Some((code, reason));
+        }
+        async fn closed(&mut self) {
+            std::future::pending::<()>().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_is_closed_as_lagged_and_never_blocks_publishers() {
+        let hub = crate::events::EventHub::with_capacity(16);
+        let mut rx = hub.subscribe();
+        let (tx, mut sent) = mpsc::unbounded_channel();
+        let release = Arc::new(Notify::new());
+        let mut sink = SlowSink {
+            sent: tx,
+            release: release.clone(),
+            stalled: false,
+            closed_with: None,
+        };
+        let task = tokio::spawn(async move {
+            let stop = forward(
+                &mut sink,
+                "{\"type\":\"snapshot\"}".into(),
+                &mut rx,
+                RECHECK,
+                || true,
+            )
+            .await;
+            (stop, sink.closed_with)
+        });
+        // The snapshot went out and the client stalls on it.
+        assert_eq!(sent.recv().await.unwrap(), "{\"type\":\"snapshot\"}");
+        // Publishing far more than the buffer never blocks.
+        for i in 0..100 {
+            hub.publish(Event::CallEnded {
+                call_id: format!("c{i}"),
+                cause: "x".into(),
+            });
+        }
+        release.notify_one();
+        let (stop, closed_with) = task.await.unwrap();
+        assert_eq!(stop, Stop::Lagged);
+        assert_eq!(closed_with, Some((1013, "lagged")));
+    }
+
+    #[tokio::test]
+    async fn events_follow_the_snapshot_in_order_and_expiry_closes() {
+        let hub = crate::events::EventHub::with_capacity(16);
+        let mut rx = hub.subscribe();
+        let (tx, mut sent) = mpsc::unbounded_channel();
+        let mut sink = SlowSink {
+            sent: tx,
+            release: Arc::new(Notify::new()),
+            stalled: true,
+            closed_with: None,
+        };
+        for i in 0..3 {
+            hub.publish(Event::CallAnswered {
+                call_id: format!("c{i}"),
+                agent: "1001".into(),
+            });
+        }
+        let valid = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let v = valid.clone();
+        let task = tokio::spawn(async move {
+            let stop = forward(
+                &mut sink,
+                "snap".into(),
+                &mut rx,
+                Duration::from_millis(50),
+                move || v.load(std::sync::atomic::Ordering::SeqCst),
+            )
+            .await;
+            (stop, sink.closed_with)
+        });
+        assert_eq!(sent.recv().await.unwrap(), "snap");
+        for i in 0..3 {
+            let v: serde_json::Value = serde_json::from_str(&sent.recv().await.unwrap()).unwrap();
+            assert_eq!(v["type"], "call_answered");
+            assert_eq!(v["call_id"], format!("c{i}"));
+        }
+        valid.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (stop, closed_with) = task.await.unwrap();
+        assert_eq!(stop, Stop::TokenExpired);
+        assert_eq!(closed_with, Some((1008, "token expired")));
+    }
 }

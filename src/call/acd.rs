@@ -173,6 +173,7 @@ pub fn start(
     agents: Vec<AcdAgent>,
     ready_on_register: bool,
     mut presence: mpsc::UnboundedReceiver<(String, bool)>,
+    events: crate::events::EventHub,
     clock: Arc<dyn Clock>,
 ) -> Result<AcdHandle, AcdError> {
     let mut router = Router::new(config)?;
@@ -187,6 +188,7 @@ pub fn start(
         explicit: HashSet::new(),
         ready_on_register,
         actions: Vec::new(),
+        events,
     };
     let now = clock.now_ms();
     for a in agents {
@@ -227,6 +229,7 @@ struct AcdTask {
     explicit: HashSet<String>,
     ready_on_register: bool,
     actions: Vec<Action>,
+    events: crate::events::EventHub,
 }
 
 impl AcdTask {
@@ -380,10 +383,12 @@ impl AcdTask {
                 Action::AgentStateChanged {
                     agent,
                     state,
-                    since_ms: _,
+                    since_ms,
                 } => {
                     info!(%agent, ?state, "agent state");
                     metrics::counter!("hotline_agent_state_changes_total").increment(1);
+                    self.events
+                        .publish(crate::events::Event::agent_state(&agent, &state, since_ms));
                 }
                 Action::Overflowed { call_id, from, to } => {
                     info!(%call_id, %from, %to, "overflow");

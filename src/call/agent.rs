@@ -18,6 +18,9 @@ use crate::media::recorder::Recorder;
 use crate::sip::leg::{Leg, LegEvent, OutboundCall};
 use crate::sip::sdp;
 
+/// Media token of the hold music (IVR prompt ids are small numbers).
+pub(super) const HOLD_MUSIC: u64 = u64::MAX;
+
 /// Something an agent's leg reported, tagged with which offer it answers.
 pub(super) struct AgentEvent {
     pub offer_id: OfferId,
@@ -55,6 +58,12 @@ pub(super) struct Service {
     connected: Option<Connected>,
     session_id: u64,
     pub queued: bool,
+    queue: Option<String>,
+    queued_ms: u64,
+    /// The agent put the caller on hold.
+    held: bool,
+    hold_started: Option<u64>,
+    hold_total_ms: u64,
     pub agent_id: Option<String>,
     pub wait_ms: u64,
     pub connected_ms: Option<u64>,
@@ -81,6 +90,11 @@ impl Service {
             connected: None,
             session_id: u64::from(rand::random::<u32>()),
             queued: false,
+            queue: None,
+            queued_ms: 0,
+            held: false,
+            hold_started: None,
+            hold_total_ms: 0,
             agent_id: None,
             wait_ms: 0,
             connected_ms: None,
@@ -92,6 +106,19 @@ impl Service {
         self.customer_id = id;
     }
 
+    /// Whether the caller should hear hold music now: waiting in a queue, or
+    /// held by the agent.
+    pub fn wants_hold_music(&self) -> bool {
+        self.queued || self.held
+    }
+
+    /// (Re)start the hold music when the caller should hear it.
+    pub fn play_hold_music(&self, customer: &MediaSession) {
+        if let (true, Some(music)) = (self.wants_hold_music(), &self.deps.hold_music) {
+            customer.play(music.clone(), HOLD_MUSIC);
+        }
+    }
+
     pub fn enqueue(
         &mut self,
         queue: &str,
@@ -100,6 +127,13 @@ impl Service {
         preferred_agent: Option<String>,
     ) {
         self.queued = true;
+        self.queue = Some(queue.to_string());
+        self.queued_ms = self.deps.clock.now_ms();
+        self.deps.events.publish(crate::events::Event::CallQueued {
+            call_id: self.call_id.clone(),
+            queue: queue.to_string(),
+            priority: priority.clamp(0, 255) as u8,
+        });
         self.deps.acd.enqueue(
             &self.call_id,
             queue,
@@ -209,6 +243,10 @@ impl Service {
         match self.deps.sip.invite(call) {
             Ok((leg, mut events)) => {
                 info!(%agent, contact = %binding.contact, "ringing agent");
+                self.deps.events.publish(crate::events::Event::CallOffered {
+                    call_id: self.call_id.clone(),
+                    agent: agent.clone(),
+                });
                 let tx = self.agent_tx.clone();
                 let a = agent.clone();
                 tokio::spawn(async move {
@@ -245,11 +283,18 @@ impl Service {
             return;
         };
         let recorder = self.start_recording();
+        customer.stop_playing();
         if !customer.bridge(&a.media, recorder) {
             warn!("media sessions on different workers; cannot bridge");
         }
         info!(%agent, waited_ms, recording = ?self.recording, "connected to agent");
         metrics::counter!("hotline_calls_connected_total").increment(1);
+        self.deps
+            .events
+            .publish(crate::events::Event::CallAnswered {
+                call_id: self.call_id.clone(),
+                agent: agent.clone(),
+            });
         self.queued = false;
         self.agent_id = Some(agent.clone());
         self.wait_ms = waited_ms;
@@ -291,7 +336,11 @@ impl Service {
         }
     }
 
-    pub async fn on_agent(&mut self, ev: AgentEvent) -> Option<AgentOutcome> {
+    pub async fn on_agent(
+        &mut self,
+        ev: AgentEvent,
+        customer: &MediaSession,
+    ) -> Option<AgentOutcome> {
         let key = (ev.offer_id, ev.agent.clone());
         match ev.event {
             LegEvent::Ringing => debug!(agent = %ev.agent, "agent phone ringing"),
@@ -366,6 +415,19 @@ impl Service {
                             send: !n.remote_on_hold(),
                         });
                         c.sdp_version += 1;
+                        let held = n.remote_on_hold();
+                        if held != self.held {
+                            info!(held, "agent hold");
+                            self.held = held;
+                            let now = self.deps.clock.now_ms();
+                            if let (false, Some(t)) = (held, self.hold_started) {
+                                self.hold_total_ms += now.saturating_sub(t);
+                            }
+                            self.hold_started = held.then_some(now);
+                            if !held {
+                                customer.stop_playing();
+                            }
+                        }
                         let ours = sdp::write(
                             self.session_id,
                             c.sdp_version,
@@ -375,6 +437,7 @@ impl Service {
                             n.direction,
                         );
                         reply.ok(Some(ours)).await;
+                        self.play_hold_music(customer);
                     }
                     _ => reply.reject(488).await,
                 }
@@ -404,8 +467,24 @@ impl Service {
                 call_id: self.call_id.clone(),
             });
             metrics::counter!("hotline_calls_abandoned_total").increment(1);
+            self.deps
+                .events
+                .publish(crate::events::Event::CallAbandoned {
+                    call_id: self.call_id.clone(),
+                    queue: self.queue.clone().unwrap_or_default(),
+                    waited_ms: self.deps.clock.now_ms().saturating_sub(self.queued_ms),
+                });
         }
         self.queued = false;
+    }
+
+    /// Time the agent held the caller, for the call record.
+    pub fn hold_ms(&self, now: u64) -> u64 {
+        self.hold_total_ms
+            + self
+                .hold_started
+                .map(|t| now.saturating_sub(t))
+                .unwrap_or(0)
     }
 
     /// The call record's talk time is the time with the agent.

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::acd::QueueMsg;
-use super::agent::{AgentEvent, AgentOutcome, Service};
+use super::agent::{AgentEvent, AgentOutcome, Service, HOLD_MUSIC};
 use super::{CallDeps, Routing};
 use crate::ivr::{
     CustomerSummary, HangupReason, Interpreter, IvrAction, IvrEvent, PromptId, TimerId,
@@ -80,6 +80,12 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
     let arrived_ms = deps.clock.now_ms();
     let id = new_call_id(arrived_ms);
     info!(record = %id, dialplan = %plan.name, "inbound call");
+    deps.events.publish(crate::events::Event::CallArrived {
+        call_id: id.clone(),
+        caller: caller.clone(),
+        called: called.clone(),
+        customer_id: None,
+    });
     let _ = deps.writer.try_send(WriteOp::CallArrival(CallArrival {
         id: id.clone(),
         direction: Direction::In,
@@ -263,6 +269,11 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
                 }
             },
             Some(ev) = media_rx.recv() => match ev {
+                MediaEvent::PromptFinished { token: HOLD_MUSIC } => {
+                    if let Some(m) = &call.media {
+                        call.service.play_hold_music(m);
+                    }
+                }
                 MediaEvent::PromptFinished { token } => {
                     if call.current_prompt == Some(PromptId(token)) {
                         call.current_prompt = None;
@@ -292,7 +303,11 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
                 }
             }
             Some(ev) = agent_rx.recv() => {
-                if let Some(AgentOutcome::AgentHungUp) = call.service.on_agent(ev).await {
+                let outcome = match &call.media {
+                    Some(m) => call.service.on_agent(ev, m).await,
+                    None => None,
+                };
+                if let Some(AgentOutcome::AgentHungUp) = outcome {
                     call.leg.hangup().await;
                     call.ending = Some(Ending { cause: "agent_bye".into(), side: "agent" });
                 }
@@ -528,6 +543,10 @@ impl Call {
             .or_else(|| self.answered_ms.map(|a| now.saturating_sub(a)))
             .unwrap_or(0);
         info!(record = %self.id, cause = %ending.cause, side = ending.side, path = %path.join(">"), "call ended");
+        self.deps.events.publish(crate::events::Event::CallEnded {
+            call_id: self.id.clone(),
+            cause: ending.cause.clone(),
+        });
         let _ = self
             .deps
             .writer
@@ -541,7 +560,7 @@ impl Call {
                 ended_at: now as i64,
                 wait_ms: self.service.wait_ms as i64,
                 talk_ms: talk_ms as i64,
-                hold_ms: self.hold_ms as i64,
+                hold_ms: (self.hold_ms + self.service.hold_ms(now)) as i64,
                 ivr_path: path,
                 hangup_cause: ending.cause,
                 hangup_side: ending.side.to_string(),

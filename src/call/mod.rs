@@ -98,6 +98,10 @@ pub struct CallDeps {
     /// Record bridged calls under `recordings`.
     pub record: bool,
     pub recordings: PathBuf,
+    /// Live events for the wallboard and agent desks.
+    pub events: crate::events::EventHub,
+    /// Looped while a caller waits in a queue or is held by the agent.
+    pub hold_music: Option<Arc<Prompt>>,
 }
 
 /// Take inbound calls from the SIP dispatcher and give each its own task.

@@ -981,9 +981,15 @@ impl SippProcess {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// The message trace written so far.
-    pub fn trace_so_far(&self) -> String {
-        std::fs::read_to_string(&self.trace).unwrap_or_default()
+    /// The message trace written so far, and SIPp's error file: for
+    /// messages about a run still going (or that died at start).
+    pub fn trace_so_far(&mut self) -> String {
+        format!(
+            "SIPp running: {}\n--- trace ---\n{}\n--- errors ---\n{}",
+            self.running(),
+            std::fs::read_to_string(&self.trace).unwrap_or_default(),
+            std::fs::read_to_string(&self.errors).unwrap_or_default()
+        )
     }
 
     /// Wait for SIPp to finish (bounded) and collect what it did.
