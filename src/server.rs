@@ -167,6 +167,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             recordings: config.resolve(&config.recordings.dir),
             events: events.clone(),
             hold_music,
+            feature_prompts: crate::call::load_feature_prompts(&prompts_dir(&config)),
         }),
     );
 
@@ -228,6 +229,16 @@ fn load_hold_music(config: &Config) -> anyhow::Result<Option<Arc<crate::media::p
                 .map(Arc::new))
         }
     }
+}
+
+/// Where the shipped prompts are: beside the first dialplan, else ./dialplans/prompts.
+fn prompts_dir(config: &Config) -> std::path::PathBuf {
+    config
+        .dialplan_paths()
+        .first()
+        .and_then(|p| p.parent().map(|d| d.join("prompts")))
+        .filter(|d| d.join("agent_ready.wav").exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("dialplans/prompts"))
 }
 
 /// Every queue a dialplan routes to must be configured.

@@ -68,6 +68,7 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
         caller,
         called,
         offer,
+        source: _,
         leg,
         mut events,
     } = call;

@@ -6,6 +6,7 @@
 
 pub mod acd;
 mod agent;
+mod feature;
 mod inbound;
 
 pub use acd::{AcdHandle, QueueMsg, StateRequest};
@@ -62,6 +63,17 @@ impl Routing {
     }
 }
 
+/// Load the feature-code confirmations from a prompts folder (missing ones are skipped).
+pub fn load_feature_prompts(dir: &std::path::Path) -> HashMap<String, Arc<Prompt>> {
+    ["agent_ready", "agent_not_ready", "agent_logged_out"]
+        .iter()
+        .filter_map(|n| {
+            let p = Prompt::load(&dir.join(format!("{n}.wav"))).ok()?;
+            Some((n.to_string(), Arc::new(p)))
+        })
+        .collect()
+}
+
 fn prompt_names(kind: &NodeKind) -> Vec<&str> {
     let mut v = Vec::new();
     match kind {
@@ -102,6 +114,8 @@ pub struct CallDeps {
     pub events: crate::events::EventHub,
     /// Looped while a caller waits in a queue or is held by the agent.
     pub hold_music: Option<Arc<Prompt>>,
+    /// Confirmations for agent feature codes, by name (agent_ready, ...).
+    pub feature_prompts: HashMap<String, Arc<Prompt>>,
 }
 
 /// Take inbound calls from the SIP dispatcher and give each its own task.
@@ -109,7 +123,14 @@ pub fn spawn_manager(mut calls: mpsc::Receiver<InboundCall>, deps: Arc<CallDeps>
     tokio::spawn(async move {
         while let Some(call) = calls.recv().await {
             let deps = deps.clone();
-            tokio::spawn(inbound::run(call, deps));
+            match feature::feature_code(&call.called) {
+                Some((req, prompt)) => {
+                    tokio::spawn(async move { feature::run(call, deps, req, prompt).await });
+                }
+                None => {
+                    tokio::spawn(inbound::run(call, deps));
+                }
+            }
         }
     });
 }

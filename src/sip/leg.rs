@@ -105,6 +105,8 @@ pub struct InboundCall {
     pub called: String,
     /// SDP offer in the INVITE, if any.
     pub offer: Option<String>,
+    /// Where the INVITE came from (Via received/rport).
+    pub source: Option<std::net::SocketAddr>,
     pub leg: Leg,
     pub events: mpsc::UnboundedReceiver<LegEvent>,
 }
@@ -311,6 +313,7 @@ pub(crate) fn inbound(
     caller: String,
     called: String,
     offer: Option<String>,
+    source: Option<std::net::SocketAddr>,
 ) -> InboundCall {
     let (tx, rx) = mpsc::unbounded_channel();
     let d = dialog.clone();
@@ -387,6 +390,7 @@ pub(crate) fn inbound(
         caller,
         called,
         offer,
+        source,
         leg: Leg { dialog },
         events: rx,
     }

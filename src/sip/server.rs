@@ -356,6 +356,7 @@ impl Dispatcher {
             .unwrap_or_else(|| "anonymous".to_string());
         let called = uri_user(&req.uri.to_string()).unwrap_or_default();
         let offer = (!req.body.is_empty()).then(|| String::from_utf8_lossy(&req.body).into_owned());
+        let source = source_addr(req);
         let (state_tx, state_rx) = mpsc::unbounded_channel();
         let dialog = match self.dialogs.get_or_create_server_invite(
             &tx,
@@ -378,6 +379,7 @@ impl Dispatcher {
             caller,
             called,
             offer,
+            source,
         );
         let mut d = dialog;
         tokio::spawn(async move {
