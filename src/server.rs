@@ -167,7 +167,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             recordings: config.resolve(&config.recordings.dir),
             events: events.clone(),
             hold_music,
-            feature_prompts: crate::call::load_feature_prompts(&prompts_dir(&config)),
+            service_prompts: crate::call::load_service_prompts(&prompts_dir(&config)),
         }),
     );
 

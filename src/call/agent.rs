@@ -20,6 +20,17 @@ use crate::sip::sdp;
 
 /// Media token of the hold music (IVR prompt ids are small numbers).
 pub(super) const HOLD_MUSIC: u64 = u64::MAX;
+/// Media token of the "press 1 to be called back" offer.
+pub(super) const CALLBACK_OFFER: u64 = u64::MAX - 1;
+/// Media token of the callback promise; the call ends when it finishes.
+pub(super) const CALLBACK_PROMISE: u64 = u64::MAX - 2;
+
+/// What the caller's side must do after a queue event.
+pub(super) enum QueueOutcome {
+    Continue,
+    /// End the call (e.g. queue full).
+    HangUp(&'static str),
+}
 
 /// Something an agent's leg reported, tagged with which offer it answers.
 pub(super) struct AgentEvent {
@@ -62,6 +73,8 @@ pub(super) struct Service {
     queued_ms: u64,
     /// The agent put the caller on hold.
     held: bool,
+    /// The caller was offered "press 1 to be called back".
+    callback_offered: bool,
     hold_started: Option<u64>,
     hold_total_ms: u64,
     pub agent_id: Option<String>,
@@ -93,6 +106,7 @@ impl Service {
             queue: None,
             queued_ms: 0,
             held: false,
+            callback_offered: false,
             hold_started: None,
             hold_total_ms: 0,
             agent_id: None,
@@ -145,7 +159,19 @@ impl Service {
         );
     }
 
-    pub async fn on_queue(&mut self, msg: QueueMsg, customer: &MediaSession) -> bool {
+    /// A key the caller pressed while in the queue; true when it was used.
+    pub fn on_digit(&mut self, digit: char) -> bool {
+        if self.queued && self.callback_offered && digit == '1' {
+            info!("caller accepted the callback offer");
+            self.deps.acd.input(Input::CallbackAccepted {
+                call_id: self.call_id.clone(),
+            });
+            return true;
+        }
+        false
+    }
+
+    pub async fn on_queue(&mut self, msg: QueueMsg, customer: &MediaSession) -> QueueOutcome {
         match msg {
             QueueMsg::Offer {
                 offer_id,
@@ -182,15 +208,46 @@ impl Service {
                 estimated_wait_ms,
             } => info!(position, estimated_wait_ms, "still waiting in queue"),
             QueueMsg::Overflowed { to } => info!(%to, "moved to another queue"),
-            QueueMsg::OfferCallback | QueueMsg::CallbackRequested { .. } => {
-                debug!("callback offer not played: no prompt configured for it")
+            QueueMsg::OfferCallback => match self.deps.service_prompts.get("callback_offer") {
+                Some(p) => {
+                    info!("offering a callback");
+                    self.callback_offered = true;
+                    customer.play(p.clone(), CALLBACK_OFFER);
+                }
+                None => debug!("no callback_offer prompt: the caller keeps waiting"),
+            },
+            QueueMsg::CallbackRequested { due_ms } => {
+                self.queued = false;
+                let request = crate::store::CallbackRequest {
+                    id: format!("cb-{}", self.call_id),
+                    customer_id: self.customer_id.clone(),
+                    phone: self.caller.clone(),
+                    due_at: due_ms as i64,
+                    source_call: self.call_id.clone(),
+                    created_at: self.deps.clock.now_ms() as i64,
+                };
+                // Stored before the promise is spoken.
+                if let Err(e) = self.deps.store.insert_callback_request(&request).await {
+                    warn!(error = %e, "could not store the callback request");
+                }
+                self.deps
+                    .events
+                    .publish(crate::events::Event::CallbackRequested {
+                        call_id: self.call_id.clone(),
+                        phone: self.caller.clone(),
+                        due_ms,
+                    });
+                match self.deps.service_prompts.get("callback_promise") {
+                    Some(p) => customer.play(p.clone(), CALLBACK_PROMISE),
+                    None => return QueueOutcome::HangUp("callback_requested"),
+                }
             }
             QueueMsg::QueueFull => {
                 warn!("queue full: ending the call");
-                return false;
+                return QueueOutcome::HangUp("queue_full");
             }
         }
-        true
+        QueueOutcome::Continue
     }
 
     async fn ring(

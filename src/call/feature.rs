@@ -99,7 +99,7 @@ pub(super) async fn run(call: InboundCall, deps: Arc<CallDeps>, req: StateReques
     if leg.answer(&answer).is_err() {
         return;
     }
-    let confirmation = deps.feature_prompts.get(prompt).cloned();
+    let confirmation = deps.service_prompts.get(prompt).cloned();
     let done = async {
         // Wait for the ACK, play the confirmation, then hang up.
         loop {

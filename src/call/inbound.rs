@@ -10,7 +10,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::acd::QueueMsg;
-use super::agent::{AgentEvent, AgentOutcome, Service, HOLD_MUSIC};
+use super::agent::{
+    AgentEvent, AgentOutcome, QueueOutcome, Service, CALLBACK_OFFER, CALLBACK_PROMISE, HOLD_MUSIC,
+};
 use super::{CallDeps, Routing};
 use crate::ivr::{
     CustomerSummary, HangupReason, Interpreter, IvrAction, IvrEvent, PromptId, TimerId,
@@ -270,10 +272,14 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
                 }
             },
             Some(ev) = media_rx.recv() => match ev {
-                MediaEvent::PromptFinished { token: HOLD_MUSIC } => {
+                MediaEvent::PromptFinished { token: HOLD_MUSIC | CALLBACK_OFFER } => {
                     if let Some(m) = &call.media {
                         call.service.play_hold_music(m);
                     }
+                }
+                MediaEvent::PromptFinished { token: CALLBACK_PROMISE } => {
+                    call.leg.hangup().await;
+                    call.ending = Some(Ending { cause: "callback_requested".into(), side: "hotline" });
                 }
                 MediaEvent::PromptFinished { token } => {
                     if call.current_prompt == Some(PromptId(token)) {
@@ -293,14 +299,14 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
                 MediaEvent::RecordingFailed { reason } => warn!(%reason, "recording stopped"),
             },
             Some(msg) = queue_rx.recv() => {
-                let keep = match &call.media {
+                let outcome = match &call.media {
                     Some(m) => call.service.on_queue(msg, m).await,
-                    None => true,
+                    None => QueueOutcome::Continue,
                 };
-                if !keep {
+                if let QueueOutcome::HangUp(cause) = outcome {
                     call.service.caller_gone().await;
                     call.leg.hangup().await;
-                    call.ending = Some(Ending { cause: "queue_full".into(), side: "hotline" });
+                    call.ending = Some(Ending { cause: cause.into(), side: "hotline" });
                 }
             }
             Some(ev) = agent_rx.recv() => {
@@ -397,7 +403,9 @@ impl Call {
     fn digit(&mut self, digit: char, method: DtmfMethod) {
         info!(%digit, method = method.name(), "DTMF");
         metrics::counter!("hotline_dtmf_total", "method" => method.name()).increment(1);
-        self.pending.push_back(IvrEvent::Digit(digit));
+        if !self.service.on_digit(digit) {
+            self.pending.push_back(IvrEvent::Digit(digit));
+        }
     }
 
     fn track_hold(&mut self, held: bool) {

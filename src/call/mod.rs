@@ -63,15 +63,21 @@ impl Routing {
     }
 }
 
-/// Load the feature-code confirmations from a prompts folder (missing ones are skipped).
-pub fn load_feature_prompts(dir: &std::path::Path) -> HashMap<String, Arc<Prompt>> {
-    ["agent_ready", "agent_not_ready", "agent_logged_out"]
-        .iter()
-        .filter_map(|n| {
-            let p = Prompt::load(&dir.join(format!("{n}.wav"))).ok()?;
-            Some((n.to_string(), Arc::new(p)))
-        })
-        .collect()
+/// Load the prompts the shell plays itself from a prompts folder (missing ones are skipped).
+pub fn load_service_prompts(dir: &std::path::Path) -> HashMap<String, Arc<Prompt>> {
+    [
+        "agent_ready",
+        "agent_not_ready",
+        "agent_logged_out",
+        "callback_offer",
+        "callback_promise",
+    ]
+    .iter()
+    .filter_map(|n| {
+        let p = Prompt::load(&dir.join(format!("{n}.wav"))).ok()?;
+        Some((n.to_string(), Arc::new(p)))
+    })
+    .collect()
 }
 
 fn prompt_names(kind: &NodeKind) -> Vec<&str> {
@@ -114,8 +120,9 @@ pub struct CallDeps {
     pub events: crate::events::EventHub,
     /// Looped while a caller waits in a queue or is held by the agent.
     pub hold_music: Option<Arc<Prompt>>,
-    /// Confirmations for agent feature codes, by name (agent_ready, ...).
-    pub feature_prompts: HashMap<String, Arc<Prompt>>,
+    /// Prompts the shell itself plays, by name: feature-code confirmations
+    /// (agent_ready, ...), callback_offer, callback_promise.
+    pub service_prompts: HashMap<String, Arc<Prompt>>,
 }
 
 /// Take inbound calls from the SIP dispatcher and give each its own task.
