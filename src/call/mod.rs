@@ -74,7 +74,7 @@ pub fn load_service_prompts(dir: &std::path::Path) -> HashMap<String, Arc<Prompt
     ]
     .iter()
     .filter_map(|n| {
-        let p = Prompt::load(&dir.join(format!("{n}.wav"))).ok()?;
+        let p = Prompt::load(dir.join(format!("{n}.wav"))).ok()?;
         Some((n.to_string(), Arc::new(p)))
     })
     .collect()

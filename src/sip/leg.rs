@@ -303,18 +303,30 @@ fn body_text(req: &Request) -> Option<String> {
     (!req.body.is_empty()).then(|| String::from_utf8_lossy(&req.body).into_owned())
 }
 
+/// What the dispatcher read from a new INVITE.
+pub(crate) struct InviteFacts {
+    pub call_id: String,
+    pub caller: String,
+    pub called: String,
+    pub offer: Option<String>,
+    pub source: Option<std::net::SocketAddr>,
+}
+
 /// Build an [`InboundCall`] from a new server dialog and translate its state
 /// changes into [`LegEvent`]s until it ends (then forget the dialog).
 pub(crate) fn inbound(
     dialog: InviteDialog,
     mut states: mpsc::UnboundedReceiver<DialogState>,
     layer: Arc<DialogLayer>,
-    call_id: String,
-    caller: String,
-    called: String,
-    offer: Option<String>,
-    source: Option<std::net::SocketAddr>,
+    facts: InviteFacts,
 ) -> InboundCall {
+    let InviteFacts {
+        call_id,
+        caller,
+        called,
+        offer,
+        source,
+    } = facts;
     let (tx, rx) = mpsc::unbounded_channel();
     let d = dialog.clone();
     tokio::spawn(async move {

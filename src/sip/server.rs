@@ -375,11 +375,13 @@ impl Dispatcher {
             dialog.clone(),
             state_rx,
             self.dialogs.clone(),
-            call_id,
-            caller,
-            called,
-            offer,
-            source,
+            super::leg::InviteFacts {
+                call_id,
+                caller,
+                called,
+                offer,
+                source,
+            },
         );
         let mut d = dialog;
         tokio::spawn(async move {
