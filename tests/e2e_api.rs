@@ -905,9 +905,20 @@ fn ws_connect(addr: SocketAddr, path: &str, stream: Option<TcpStream>) -> Result
     };
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     if !head.starts_with("HTTP/1.1 101") {
-        // Read the rest of the error reply.
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = s.read_to_end(&mut buf);
+        // Read the rest of the error reply (the connection stays open).
+        let len = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        while buf.len() < end + 4 + len {
+            let n = s.read(&mut chunk).expect("read error reply");
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
         return Err(parse_reply(&buf));
     }
     // RFC 6455's example key has this accept value.
@@ -1081,15 +1092,17 @@ fn agents_queues_and_the_events_websocket() {
         &json!({"state": "ready"}),
     )
     .expect_error(403, "forbidden");
+    // Agents start ready: the supervisor sends 1002 to a meeting.
     let r = post(
         &s,
         "/api/agents/1002/state",
         &sup,
-        &json!({"state": "ready"}),
+        &json!({"state": "not_ready", "reason": "meeting"}),
     );
     assert_eq!(r.status, 200, "{}", r.json());
     let ev = ws.wait_for("agent_state", |v| v["agent"] == "1002");
-    assert_eq!(ev["state"], "ready");
+    assert_eq!(ev["state"], "not_ready");
+    assert_eq!(ev["reason"], "meeting");
     post(
         &s,
         "/api/agents/9999/state",
