@@ -8,6 +8,7 @@ pub mod campaign;
 pub mod clock;
 pub mod config;
 pub mod events;
+pub mod import;
 pub mod ivr;
 pub mod media;
 pub mod server;

@@ -34,12 +34,92 @@ enum Command {
         /// The configuration file to check.
         file: PathBuf,
     },
+    /// Import data from the ERP.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Check dialplan files (references, prompts, reachability, loops); exit 1 on error.
     CheckDialplan {
         /// Dialplan files to check together (numbers must not repeat across them).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Completed work orders from a CSV export: customers, orders and their
+    /// callback tasks. Exit 0 when every row landed, 2 when some rows were
+    /// refused (the good ones still land), 1 when nothing could be done.
+    WorkOrders {
+        /// The CSV file (header row; columns order_no, type, phone, completed_at, ...).
+        file: PathBuf,
+        /// Configuration file (for the database); default: the built-in one.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn import_work_orders(file: PathBuf, config: Option<PathBuf>) -> ExitCode {
+    let cfg = match config
+        .as_deref()
+        .map(Config::load)
+        .unwrap_or_else(|| Ok(Config::builtin()))
+    {
+        Ok(mut c) => match c.apply_env(|k| std::env::var(k).ok()) {
+            Ok(()) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hotline: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let store = hotline::store::Store::connect(&cfg.database.url).await?;
+        let rules = hotline::campaign::CallbackRules::default();
+        let now = chrono::Utc::now().timestamp_millis();
+        hotline::import::import_work_orders(
+            &store,
+            &file,
+            &rules,
+            now,
+            hotline::import::print_progress,
+        )
+        .await
+    });
+    match result {
+        Ok(out) => {
+            for e in &out.errors {
+                eprintln!("{e}");
+            }
+            println!(
+                "{} rows: {} orders created, {} updated, {} refused; {} callback tasks created, {} not due one or already planned",
+                out.rows, out.created, out.updated, out.failed, out.tasks_created, out.tasks_skipped
+            );
+            if out.failed > 0 {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("hotline: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -67,6 +147,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Import(ImportCommand::WorkOrders { file, config }) => {
+            import_work_orders(file, config)
+        }
         Command::CheckDialplan { files } => match hotline::call::Routing::load(&files) {
             Ok(routing) => {
                 for plan in routing.dialplans.plans() {

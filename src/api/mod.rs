@@ -14,7 +14,7 @@ mod customers;
 pub mod error;
 mod live;
 pub mod openapi;
-mod work_orders;
+pub mod work_orders;
 mod ws;
 
 use std::path::PathBuf;

@@ -147,3 +147,72 @@ impl Store {
             .collect()
     }
 }
+
+/// A planned callback for a completed work order (seed 003: every completed
+/// installation and repair is called back inside its window).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackTaskRow {
+    pub id: String,
+    pub work_order: String,
+    pub customer_id: String,
+    /// install | repair | second
+    pub kind: String,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub deadline: i64,
+    pub due_at: i64,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Create the task unless it exists: re-importing an order never adds a
+    /// second callback or resets one in progress. Returns true when created.
+    pub async fn insert_callback_task_once(&self, t: &CallbackTaskRow) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO callback_tasks (id, work_order, customer_id, kind, window_start, window_end, \
+             deadline, attempts, state, owner, due_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 'pending', NULL, $8, $9) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&t.id)
+        .bind(&t.work_order)
+        .bind(&t.customer_id)
+        .bind(&t.kind)
+        .bind(t.window_start)
+        .bind(t.window_end)
+        .bind(t.deadline)
+        .bind(t.due_at)
+        .bind(t.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Callback tasks in a state, soonest due first.
+    pub async fn callback_tasks_by_state(&self, state: &str) -> Result<Vec<CallbackTaskRow>> {
+        let rows = sqlx::query(
+            "SELECT id, work_order, customer_id, kind, window_start, window_end, deadline, due_at, created_at \
+             FROM callback_tasks WHERE state = $1 ORDER BY due_at, id",
+        )
+        .bind(state)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CallbackTaskRow {
+                    id: r.try_get("id")?,
+                    work_order: r
+                        .try_get::<Option<String>, _>("work_order")?
+                        .unwrap_or_default(),
+                    customer_id: r.try_get("customer_id")?,
+                    kind: r.try_get("kind")?,
+                    window_start: r.try_get("window_start")?,
+                    window_end: r.try_get("window_end")?,
+                    deadline: r.try_get("deadline")?,
+                    due_at: r.try_get("due_at")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -33,6 +33,7 @@
 //! `Store` methods directly.
 
 mod api_queries;
+pub use api_queries::CallbackTaskRow;
 mod error;
 mod phone;
 mod queries;
