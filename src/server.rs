@@ -168,6 +168,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             events: events.clone(),
             hold_music,
             service_prompts: crate::call::load_service_prompts(&prompts_dir(&config)),
+            queues: config.queues.iter().map(|q| q.name.clone()).collect(),
+            agents: config.agents.iter().map(|a| a.id.clone()).collect(),
         }),
     );
 

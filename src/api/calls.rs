@@ -279,3 +279,69 @@ mod tests {
         assert!(recording_path(dir, "").is_none());
     }
 }
+
+/// Where to transfer a call.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum TransferTo {
+    Agent(String),
+    Queue(String),
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferInput {
+    pub to: TransferTo,
+    /// What is already known, so the next agent does not ask again.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// `POST /api/calls/{id}/transfer`: blind transfer of a live call to an agent
+/// or a queue with a note (the connected agent, or a supervisor).
+pub async fn transfer(
+    State(state): State<ApiState>,
+    who: Principal,
+    P(id): P<String>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let input: TransferInput = parse_json(&body)?;
+    if input.note.chars().count() > MAX_NOTES_LEN {
+        return Err(ApiError::Invalid(format!(
+            "note is longer than {MAX_NOTES_LEN} characters"
+        )));
+    }
+    let from = match who.role {
+        Role::Agent => Some(who.id.clone()),
+        Role::Supervisor => None,
+        Role::Admin => {
+            return Err(ApiError::Forbidden(
+                "admins configure; agents and supervisors transfer calls".into(),
+            ))
+        }
+    };
+    let acd = state
+        .acd
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable("ACD not running".into()))?;
+    let to = match input.to {
+        TransferTo::Agent(a) => crate::acd::TransferTarget::Agent(a),
+        TransferTo::Queue(q) => crate::acd::TransferTarget::Queue(q),
+    };
+    match acd.transfer(&id, from, to, input.note.clone()).await {
+        Ok(from_agent) => Ok(Json(serde_json::json!({
+            "call_id": id,
+            "from_agent": from_agent,
+            "note": input.note,
+        }))),
+        Err(e) => Err(match e {
+            crate::acd::AcdError::UnknownCall(_) => {
+                ApiError::NotFound(format!("call {id:?} is not live"))
+            }
+            crate::acd::AcdError::NotConnected { .. } => {
+                ApiError::Conflict(format!("call {id:?} is not connected to {}", who.id))
+            }
+            other => ApiError::Invalid(other.to_string()),
+        }),
+    }
+}

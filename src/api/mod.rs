@@ -131,6 +131,11 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
             "/api/calls/{id}/disposition",
             post(calls::disposition),
         ),
+        (
+            Method::POST,
+            "/api/calls/{id}/transfer",
+            post(calls::transfer),
+        ),
         (Method::POST, "/api/work-orders", post(work_orders::import)),
         (
             Method::GET,

@@ -150,6 +150,18 @@ fn paths_records() -> Value {
                 "requestBody": body(r("DispositionInput")),
                 "responses": auth_errors(json!({"200": ok("the updated call", r("Call")), "400": err("malformed body"), "404": err("unknown call"), "409": err("the call is still in progress"), "422": err("invalid values")}))
             }},
+            "/api/calls/{id}/transfer": {"post": {
+                "summary": "Blind transfer of a live call to an agent or a queue, with a note for the next agent (the connected agent or a supervisor)", "operationId": "transferCall",
+                "parameters": [path_id("call id")],
+                "requestBody": body(json!({"type": "object", "required": ["to"], "additionalProperties": false, "properties": {
+                    "to": {"oneOf": [
+                        {"type": "object", "required": ["agent"], "properties": {"agent": {"type": "string"}}},
+                        {"type": "object", "required": ["queue"], "properties": {"queue": {"type": "string"}}}
+                    ]},
+                    "note": {"type": "string", "maxLength": 4000}
+                }})),
+                "responses": auth_errors(json!({"200": ok("transferred; the call waits for the target", json!({"type": "object"})), "400": err("malformed body"), "404": err("the call is not live"), "409": err("the call is not connected to this agent"), "422": err("unknown or unavailable target")}))
+            }},
             "/api/work-orders": {"post": {
                 "summary": "Import completed work orders from the ERP (admin); idempotent by order_no", "operationId": "importWorkOrders",
                 "requestBody": body(json!({"oneOf": [r("WorkOrderInput"), array(r("WorkOrderInput"))]})),

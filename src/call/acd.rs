@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::acd::{
     AcdError, Action, AgentState, Input, OfferFailure, OfferId, Router, RouterConfig, Skill,
-    Snapshot,
+    Snapshot, TransferTarget,
 };
 use crate::clock::Clock;
 
@@ -59,6 +59,13 @@ pub enum QueueMsg {
         offer_id: OfferId,
         agent: String,
     },
+    /// The call was transferred away from `from_agent`: drop that leg, wait
+    /// again (the router offers it to the target next).
+    Transferred {
+        from_agent: String,
+        to: String,
+        note: String,
+    },
 }
 
 enum Command {
@@ -82,6 +89,13 @@ enum Command {
     },
     Snapshot {
         reply: oneshot::Sender<Snapshot>,
+    },
+    Transfer {
+        call_id: String,
+        from_agent: Option<String>,
+        to: TransferTarget,
+        note: String,
+        reply: oneshot::Sender<Result<String, AcdError>>,
     },
 }
 
@@ -152,6 +166,28 @@ impl AcdHandle {
         });
         rx.await
             .unwrap_or_else(|_| Err(AcdError::UnknownAgent(agent.to_string())))
+    }
+
+    /// Blind transfer of a connected call to an agent or a queue, with a note
+    /// for the next agent. `from_agent` None: whoever is connected now.
+    /// Returns the agent the call was taken from.
+    pub async fn transfer(
+        &self,
+        call_id: &str,
+        from_agent: Option<String>,
+        to: TransferTarget,
+        note: String,
+    ) -> Result<String, AcdError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::Transfer {
+            call_id: call_id.to_string(),
+            from_agent,
+            to,
+            note,
+            reply,
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(AcdError::UnknownCall(call_id.to_string())))
     }
 
     pub async fn snapshot(&self) -> Snapshot {
@@ -264,6 +300,61 @@ impl AcdTask {
             }
             Command::Snapshot { reply } => {
                 let _ = reply.send(router.snapshot(now));
+            }
+            Command::Transfer {
+                call_id,
+                from_agent,
+                to,
+                note,
+                reply,
+            } => {
+                let from = from_agent.or_else(|| {
+                    router
+                        .snapshot(now)
+                        .agents
+                        .into_iter()
+                        .find(|a| a.current_call.as_deref() == Some(call_id.as_str()))
+                        .map(|a| a.id)
+                });
+                let Some(from) = from else {
+                    let _ = reply.send(Err(AcdError::NotConnected {
+                        call_id,
+                        agent: String::new(),
+                    }));
+                    return;
+                };
+                let target = match &to {
+                    TransferTarget::Agent(a) => format!("agent {a}"),
+                    TransferTarget::Queue(q) => format!("queue {q}"),
+                };
+                let input = Input::Transfer {
+                    call_id: call_id.clone(),
+                    from_agent: from.clone(),
+                    to,
+                    note: note.clone(),
+                };
+                match self.run_checked(router, input, now) {
+                    Some(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    None => {
+                        self.events.publish(crate::events::Event::CallTransferred {
+                            call_id: call_id.clone(),
+                            from_agent: from.clone(),
+                            to: target.clone(),
+                            note: note.clone(),
+                        });
+                        self.send(
+                            &call_id,
+                            QueueMsg::Transferred {
+                                from_agent: from.clone(),
+                                to: target,
+                                note,
+                            },
+                        );
+                        let _ = reply.send(Ok(from));
+                    }
+                }
             }
         }
     }

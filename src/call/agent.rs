@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::acd::{offer_failure, QueueMsg};
 use super::CallDeps;
-use crate::acd::{Input, OfferFailure, OfferId};
+use crate::acd::{Input, OfferFailure, OfferId, TransferTarget};
 use crate::media::engine::{MediaSession, StreamParams};
 use crate::media::recorder::Recorder;
 use crate::sip::leg::{Leg, LegEvent, OutboundCall};
@@ -81,6 +81,8 @@ pub(super) struct Service {
     pub wait_ms: u64,
     pub connected_ms: Option<u64>,
     pub recording: Option<String>,
+    /// Transfers so far, for the call record.
+    pub transfers: Vec<crate::store::TransferHop>,
 }
 
 impl Service {
@@ -113,6 +115,7 @@ impl Service {
             wait_ms: 0,
             connected_ms: None,
             recording: None,
+            transfers: Vec::new(),
         }
     }
 
@@ -245,6 +248,29 @@ impl Service {
             QueueMsg::QueueFull => {
                 warn!("queue full: ending the call");
                 return QueueOutcome::HangUp("queue_full");
+            }
+            QueueMsg::Transferred {
+                from_agent,
+                to,
+                note,
+            } => {
+                info!(%from_agent, %to, "transferred");
+                if let Some(c) = self.connected.take() {
+                    customer.unbridge();
+                    tokio::spawn(async move {
+                        c.leg.hangup().await;
+                        drop(c.media);
+                    });
+                }
+                self.transfers.push(crate::store::TransferHop {
+                    at: self.deps.clock.now_ms() as i64,
+                    from_agent,
+                    to,
+                    note,
+                });
+                self.held = false;
+                self.queued = true;
+                self.play_hold_music(customer);
             }
         }
         QueueOutcome::Continue
@@ -380,10 +406,17 @@ impl Service {
             warn!(dir = %dir.display(), error = %e, "cannot create the recordings folder");
             return None;
         }
-        let path = dir.join(format!("{}.wav", self.call_id));
+        // After a transfer the next agent's part goes beside the first file.
+        let path = match self.transfers.len() {
+            0 => dir.join(format!("{}.wav", self.call_id)),
+            n => dir.join(format!("{}-{}.wav", self.call_id, n + 1)),
+        };
         match Recorder::create(&path) {
             Ok(r) => {
-                self.recording = Some(path.display().to_string());
+                // The record keeps the first part; later parts are `<id>-N.wav`.
+                if self.recording.is_none() {
+                    self.recording = Some(path.display().to_string());
+                }
                 Some(r)
             }
             Err(e) => {
@@ -500,6 +533,40 @@ impl Service {
                 }
             }
             LegEvent::Info { reply, .. } => reply.ok(None).await,
+            LegEvent::Refer { refer_to, reply } => {
+                let Some(c) = self.connected.as_ref().filter(|c| c.agent == ev.agent) else {
+                    reply.reject(481).await;
+                    return None;
+                };
+                let from = c.agent.clone();
+                let target = crate::sip::uri_user(&refer_to).and_then(|user| {
+                    if self.deps.queues.iter().any(|q| *q == user) {
+                        Some(TransferTarget::Queue(user))
+                    } else if self.deps.agents.iter().any(|a| *a == user) {
+                        Some(TransferTarget::Agent(user))
+                    } else {
+                        None
+                    }
+                });
+                let Some(target) = target else {
+                    // Only agents and queues: outside numbers need an allow-list (not yet).
+                    warn!(%refer_to, "transfer target is neither an agent nor a queue");
+                    reply.reject(403).await;
+                    return None;
+                };
+                match self
+                    .deps
+                    .acd
+                    .transfer(&self.call_id, Some(from), target, String::new())
+                    .await
+                {
+                    Ok(_) => reply.accepted().await,
+                    Err(e) => {
+                        warn!(error = %e, "transfer refused");
+                        reply.reject(403).await;
+                    }
+                }
+            }
             LegEvent::Confirmed { .. } => {}
         }
         None

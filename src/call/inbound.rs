@@ -265,6 +265,8 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
                 }
                 // Only outbound legs ring, answer or fail.
                 Some(LegEvent::Ringing | LegEvent::Answered { .. } | LegEvent::Failed { .. }) => {}
+                // Callers do not transfer themselves.
+                Some(LegEvent::Refer { reply, .. }) => reply.reject(403).await,
                 Some(LegEvent::Ended(cause)) => {
                     call.service.caller_gone().await;
                     call.pending.push_back(IvrEvent::CallerHungUp);
@@ -576,7 +578,7 @@ impl Call {
                 disposition: String::new(),
                 notes: String::new(),
                 recording: self.service.recording.clone(),
-                transfer_chain: vec![],
+                transfer_chain: self.service.transfers.clone(),
             }));
     }
 }

@@ -120,6 +120,9 @@ pub struct CallDeps {
     pub events: crate::events::EventHub,
     /// Looped while a caller waits in a queue or is held by the agent.
     pub hold_music: Option<Arc<Prompt>>,
+    /// Configured queue names and agent ids (transfer targets).
+    pub queues: Vec<String>,
+    pub agents: Vec<String>,
     /// Prompts the shell itself plays, by name: feature-code confirmations
     /// (agent_ready, ...), callback_offer, callback_promise.
     pub service_prompts: HashMap<String, Arc<Prompt>>,

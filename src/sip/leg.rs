@@ -66,6 +66,11 @@ impl Responder {
             .await;
     }
 
+    /// 202 Accepted (REFER).
+    pub async fn accepted(self) {
+        let _ = self.0.respond(StatusCode::Accepted, None, None).await;
+    }
+
     /// A final error response (e.g. 488 for an unusable re-INVITE offer).
     pub async fn reject(self, status: u16) {
         let _ = self.0.respond(StatusCode::from(status), None, None).await;
@@ -92,6 +97,8 @@ pub enum LegEvent {
         body: String,
         reply: Responder,
     },
+    /// A REFER (blind transfer) from the far end: answer 202 or refuse.
+    Refer { refer_to: String, reply: Responder },
     /// The dialog is over.
     Ended(EndCause),
 }
@@ -271,6 +278,21 @@ pub(crate) fn outbound(
                 DialogState::Options(_, _, handle) => {
                     let _ = handle.reply(StatusCode::OK).await;
                     None
+                }
+                DialogState::Refer(_, req, handle) => {
+                    let refer_to = req
+                        .headers
+                        .iter()
+                        .find(|h| {
+                            h.name().eq_ignore_ascii_case("Refer-To")
+                                || h.name().eq_ignore_ascii_case("r")
+                        })
+                        .map(|h| h.value().to_string())
+                        .unwrap_or_default();
+                    Some(LegEvent::Refer {
+                        refer_to,
+                        reply: Responder(handle),
+                    })
                 }
                 DialogState::Terminated(id, reason) => {
                     layer.remove_dialog(&id);

@@ -15,7 +15,7 @@ mod server;
 mod socket;
 pub mod wire;
 
-pub use server::{start, SipHandle, SipSettings};
+pub use server::{start, uri_user, SipHandle, SipSettings};
 
 /// Our User-Agent / Server header.
 pub const USER_AGENT: &str = concat!("hotline/", env!("CARGO_PKG_VERSION"));

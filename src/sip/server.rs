@@ -573,7 +573,7 @@ fn header_values(req: &Request, name: &str) -> Vec<String> {
 }
 
 /// The user part of the URI in a From/To/Contact value.
-pub(crate) fn uri_user(value: &str) -> Option<String> {
+pub fn uri_user(value: &str) -> Option<String> {
     let uri = match (value.find('<'), value.find('>')) {
         (Some(a), Some(b)) if a < b => &value[a + 1..b],
         _ => value.split(';').next()?,
