@@ -45,8 +45,8 @@ UAS_MP = 43000
 SIPP_TUNING = ["-timer_resol", "1", "-max_recv_loops", "10000", "-max_sched_loops", "10000",
                "-buff_size", "4194304"]
 # Sample of the server's streams for loss/late analysis: RTP from server ports
-# that are multiples of 128 (1 pair in 64 of the range).
-SAMPLE_BPF = "(udp[0:2] & 0x7f) = 0"
+# that are multiples of 64 (1 pair in 32 of the range).
+SAMPLE_BPF = "(udp[0:2] & 0x3f) = 0"
 LATE_MS = 40.0
 
 
@@ -189,10 +189,11 @@ class Server:
     def start(self):
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info,rsipstack=warn")
+        env["NO_COLOR"] = "1"
         self.logf = open(self.log_path, "w")
         self.proc = subprocess.Popen([str(self.binary), "serve", "--config", str(self.config)],
                                      cwd=self.work, stdout=self.logf, stderr=subprocess.STDOUT,
-                                     env=env, preexec_fn=raise_nofile)
+                                     env=env, preexec_fn=raise_nofile, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -247,9 +248,10 @@ class Server:
         try:
             with open(self.log_path, errors="replace") as f:
                 for line in f:
-                    m = re.search(r"\b(WARN|ERROR)\b\s+(.*)", line)
+                    line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+                    m = re.search(r"\b(WARN|ERROR)\s+(.*)", line)
                     if m:
-                        msg = re.sub(r"\x1b\[[0-9;]*m", "", m.group(2))
+                        msg = m.group(2)
                         msg = re.sub(r"[0-9a-f]{6,}|\d+", "#", msg)[:120]
                         counts[msg] = counts.get(msg, 0) + 1
         except OSError:
@@ -273,7 +275,8 @@ class Sipp:
                      + SIPP_TUNING)
         self.out = open(work / f"{name}.out", "w")
         self.proc = subprocess.Popen(self.args, cwd=work, stdout=self.out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=raise_nofile)
+                                     stdin=subprocess.DEVNULL, preexec_fn=raise_nofile,
+                                     start_new_session=True)
         self.t0 = time.monotonic()
 
     @property
@@ -524,7 +527,8 @@ def section_rate(a, work, binary, sipp_only=False):
             calls = rate * a.step_secs
             if sipp_only:
                 uas = Sipp(work, f"{tag}-uas-{rate}", ["-sf", "uas.xml", "-p", "5300", "-mp",
-                                                       str(UAS_MP)], a.step_secs + 60)
+                                                       str(UAS_MP), "-m", str(calls)],
+                           a.step_secs + 60)
                 time.sleep(0.5)
             caller = Sipp(work, f"{tag}-{rate}", target + [
                 "-sf", "caller.xml", "-s", "8000", "-p", "5400", "-mp", str(CALLER_MP),
@@ -575,6 +579,23 @@ def section_rate(a, work, binary, sipp_only=False):
             if not row["clean"]:
                 break
             time.sleep(2)
+        if server and server.alive():
+            time.sleep(20)
+            after_idle = server.rss_mb()
+            # Same load again: RSS that keeps growing is a leak; a plateau is allocator retention.
+            rate = a.rates[0]
+            caller = Sipp(work, f"{tag}-repeat-{rate}", target + [
+                "-sf", "caller.xml", "-s", "8000", "-p", "5400", "-mp", str(CALLER_MP),
+                "-r", str(rate), "-m", str(rate * a.step_secs), "-l", str(rate * 20), "-d", "3000",
+                "-timeout", f"{a.step_secs + 40}s"], a.step_secs + 50)
+            caller.wait()
+            server.wait_drained()
+            time.sleep(2)
+            repeat = {"rss_20s_after_ladder_mb": after_idle, "repeat_rate": rate,
+                      "repeat_ok": caller.stats().get("successful"),
+                      "rss_after_repeat_mb": server.rss_mb()}
+            log(f"{tag}: rss 20 s after the ladder {after_idle} MB; after repeating {rate}/s: "
+                f"{repeat['rss_after_repeat_mb']} MB")
     finally:
         if uas:
             uas.stop()
@@ -583,6 +604,7 @@ def section_rate(a, work, binary, sipp_only=False):
     clean = [r["rate"] for r in results if r["clean"]]
     out = {"steps": results, "max_clean_rate": max(clean) if clean else 0}
     if server:
+        out["after"] = locals().get("repeat")
         out["idle_rss_mb"] = idle
         out["warnings"] = server.log_counts()
     return out
@@ -785,12 +807,29 @@ def section_bridged(a, work, binary):
 
 # --------------------------------------------------------------------------- main
 
+def busy_processes():
+    """What else is using the CPU right now (the machine is shared): top 6 over 2 s."""
+    try:
+        out = subprocess.run(["top", "-b", "-d", "2", "-n", "2", "-w", "200"], capture_output=True,
+                             text=True, timeout=10).stdout
+        last = out.split("PID USER")[-1].splitlines()[1:]
+        rows = []
+        for line in last:
+            f = line.split(None, 11)
+            if len(f) >= 12 and float(f[8]) >= 3.0:
+                rows.append(f"{f[11][:60]} {f[8]}%")
+        return rows[:6]
+    except Exception:  # noqa: BLE001 - informative only
+        return []
+
+
 def cmd_run(a):
     work = Path(a.work).resolve()
     binary = Path(a.binary).resolve()
     prepare(work, binary, a.agents)
     sections = {"started": dt.datetime.now().isoformat(timespec="seconds"),
                 "load_before": open("/proc/loadavg").read().split()[:3],
+                "others_before": busy_processes(),
                 "options": {k: v for k, v in vars(a).items() if k not in ("func",)}}
     path = work / "sections.json"
 
@@ -814,6 +853,7 @@ def cmd_run(a):
         sections["bridged"] = section_bridged(a, work, binary)
         save()
     sections["load_after"] = open("/proc/loadavg").read().split()[:3]
+    sections["others_after"] = busy_processes()
     sections["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     save()
     return 0
@@ -849,7 +889,11 @@ def machine():
 
 
 def fmt(v, unit=""):
-    return "–" if v is None else f"{v}{unit}"
+    if v is None:
+        return "–"
+    if unit == " ms" and v == 0:
+        return "< 1 ms"
+    return f"{v}{unit}"
 
 
 def markdown(res):
@@ -859,7 +903,9 @@ def markdown(res):
          f"Machine: {m['nproc']} CPU ({m['cpu']}), {m['memory_gb']} GB RAM, Linux {m['kernel']}, "
          f"{m['os']}; {m['sipp']}; {m['rustc']}; hotline {m['git']}.",
          f"Load average before/after: {' '.join(s.get('load_before', []))} / "
-         f"{' '.join(s.get('load_after', []))}. {res.get('note', '')}", "",
+         f"{' '.join(s.get('load_after', []))}. {res.get('note', '')}",
+         f"Other processes using CPU at the start: {', '.join(s.get('others_before', [])) or 'none'}; "
+         f"at the end: {', '.join(s.get('others_after', [])) or 'none'}.", "",
          "SIPp, hotline and the capture share the same 2 cores on 127.0.0.1 (loopback-only "
          "network namespace).", ""]
     if "rate" in s:
@@ -957,7 +1003,7 @@ def main():
     r.add_argument("--sections", default="abc")
     r.add_argument("--rates", default="50,100,200,400,700,1000")
     r.add_argument("--step-secs", type=int, default=20)
-    r.add_argument("--conc", default="1000,2500,5000")
+    r.add_argument("--conc", default="500,1000,2000,3500,5000")
     r.add_argument("--hold-secs", type=int, default=60)
     r.add_argument("--ramp-rate", type=int, default=200)
     r.add_argument("--sample-secs", type=int, default=20)

@@ -100,8 +100,30 @@ fn dialplan(hours: Hours) -> String {
     out.join("\n") + "\n"
 }
 
+/// The `[[queues]]` of the shipped `hotline.toml` (the dialplan's queue
+/// nodes must name configured queues).
+fn shipped_queues() -> String {
+    let shipped =
+        std::fs::read_to_string(Path::new(REPO).join("hotline.toml")).expect("read hotline.toml");
+    let mut out = String::new();
+    let mut inside = false;
+    for line in shipped.lines() {
+        if line.starts_with('[') {
+            inside = line.trim() == "[[queues]]";
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(out.contains("[[queues]]"), "no [[queues]] in hotline.toml");
+    out
+}
+
 fn ivr_server(hours: Hours) -> ServerBuilder {
-    TestServer::builder().dialplan("hotline-ivr.toml", &dialplan(hours))
+    TestServer::builder()
+        .dialplan("hotline-ivr.toml", &dialplan(hours))
+        .extra_toml(&shipped_queues())
 }
 
 /// Start servers one at a time: a debug build decoding its prompts takes a
@@ -443,16 +465,19 @@ fn pjsua2_hears_the_greeting() {
     let server = start(ivr_server(Hours::AlwaysOpen));
     let wav = server.dir().join("pjsua2-heard.wav");
     let out = pjsua2_call(&server, &wav, &["--hangup-after", "9"]);
-    let rec_samples = audio::read_wav(&wav);
     keep_for_debugging(&wav);
-    let rec = Recording::new(&rec_samples, 40);
+    let rec = Recording::new(&audio::read_wav(&wav), 40);
     assert!(
         rec.secs() > 7.0,
         "pjsua2 recorded only {:.1}s\n{out}",
         rec.secs()
     );
-    let greeting = prompt("greeting");
-    let g = rec.best(greeting).expect("greeting fits in the recording");
+    // A softphone plays in real time: if hotline's media stalls (a loaded
+    // machine), the prompt arrives with gaps, hence the elastic match.
+    let everywhere = 0..rec.samples;
+    let g = rec
+        .best_elastic(prompt("greeting"), everywhere.clone())
+        .expect("greeting fits in the recording");
     assert!(
         g.score >= audio::MATCH_THRESHOLD,
         "greeting r = {:.3} < {} in what pjsua2 heard",
@@ -466,7 +491,7 @@ fn pjsua2_hears_the_greeting() {
     );
     let mut others = Vec::new();
     for p in prompts().iter().filter(|p| p.name != "greeting") {
-        if let Some(m) = rec.best(p) {
+        if let Some(m) = rec.best_elastic(p, everywhere.clone()) {
             assert!(
                 m.score < g.score,
                 "{} (r={:.3}) matches what pjsua2 heard as well as the greeting (r={:.3})",
@@ -479,9 +504,10 @@ fn pjsua2_hears_the_greeting() {
     }
     others.sort_by(|a, b| b.1.total_cmp(&a.1));
     eprintln!(
-        "[pjsua2_hears_the_greeting] greeting r={:.3} at {:.2}s; next best {:?}",
+        "[pjsua2_hears_the_greeting] greeting r={:.3} at {:.2}s (strict r={:.3}); next best {:?}",
         g.score,
         g.start_secs(),
+        rec.best(prompt("greeting")).map_or(0.0, |m| m.score),
         others.first()
     );
     let row = the_call(&server);
@@ -573,35 +599,40 @@ fn pjsua2_rfc4733_key_2_transfers_to_install() {
         .unwrap_or_else(|| panic!("no dtmf_sent event\n{out}"));
     keep_for_debugging(&wav);
     let rec = Recording::new(&audio::read_wav(&wav), 40);
-    let t = audio::timeline(&rec, prompts());
-    let before: Vec<&Heard> = t.iter().filter(|h| h.m.start_secs() < sent_at).collect();
-    let after: Vec<&Heard> = t.iter().filter(|h| h.m.start_secs() >= sent_at).collect();
-    assert_eq!(
-        before.first().map(|h| h.name.as_str()),
-        Some("greeting"),
-        "pjsua2 heard:\n  {}",
-        describe(&t)
-    );
-    let next = after.first().unwrap_or_else(|| {
-        panic!(
-            "nothing heard after the key at {sent_at:.2}s:\n  {}",
-            describe(&t)
-        )
-    });
-    assert_eq!(
-        next.name,
-        "transfer_install",
-        "key 2 at {sent_at:.2}s; pjsua2 heard:\n  {}",
-        describe(&t)
-    );
+    let key = (sent_at * RATE as f32) as usize;
+    // Elastic matches: pjsua2 hears in real time (see pjsua2_hears_the_greeting).
+    let g = rec
+        .best_elastic(prompt("greeting"), 0..2 * RATE)
+        .expect("greeting");
     assert!(
-        next.m.start_secs() - sent_at < 1.0,
-        "transfer_install began {:.2}s after the key",
-        next.m.start_secs() - sent_at
+        g.score >= audio::MATCH_THRESHOLD && g.end() <= key + RATE / 2,
+        "the greeting (r={:.3}, {:.2}-{:.2}s) was not heard before the key at {sent_at:.2}s",
+        g.score,
+        g.start_secs(),
+        g.end_secs()
+    );
+    // What began within 1 s after the key: the best prompt there.
+    let mut after: Vec<(String, audio::Match)> = prompts()
+        .iter()
+        .filter_map(|p| {
+            rec.best_elastic(p, key..key + RATE)
+                .map(|m| (p.name.clone(), m))
+        })
+        .collect();
+    after.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
+    let summary: Vec<String> = after
+        .iter()
+        .take(4)
+        .map(|(n, m)| format!("{n} r={:.3} @{:.2}s", m.score, m.start_secs()))
+        .collect();
+    let (best, m) = &after[0];
+    assert!(
+        best == "transfer_install" && m.score >= audio::MATCH_THRESHOLD,
+        "key 2 at {sent_at:.2}s; best matches of what followed: {summary:?}"
     );
     eprintln!(
-        "[pjsua2_rfc4733] key at {sent_at:.2}s; heard:\n  {}",
-        describe(&t)
+        "[pjsua2_rfc4733] key at {sent_at:.2}s; greeting r={:.3}; after the key: {summary:?}",
+        g.score
     );
     let row = the_call(&server);
     let path = row.path();
@@ -1367,6 +1398,7 @@ fn fifty_concurrent_callers() {
         .arg(Path::new(REPO).join("tests/fixtures/speech8k.wav"))
         .args(["-r", "8000", "-c", "1", "-t", "al"])
         .arg(&alaw)
+        .args(["gain", "-2"])
         .status()
         .expect("run sox");
     assert!(st.success(), "sox could not make the A-law file");
@@ -1448,26 +1480,59 @@ type Scenario = (&'static str, fn());
 /// would make them hear gaps) run after the 50-call load, in its lane; the
 /// longest scenarios start first. Total ≈ the longest lane (~100 s).
 const LANES: &[&[Scenario]] = &[
-    &[("no_key_replays_the_menu_then_gives_an_agent", no_key_replays_the_menu_then_gives_an_agent)],
-    &[("invalid_key_replays_the_menu_then_gives_an_agent", invalid_key_replays_the_menu_then_gives_an_agent)],
+    &[(
+        "no_key_replays_the_menu_then_gives_an_agent",
+        no_key_replays_the_menu_then_gives_an_agent,
+    )],
+    &[(
+        "invalid_key_replays_the_menu_then_gives_an_agent",
+        invalid_key_replays_the_menu_then_gives_an_agent,
+    )],
     &[
         ("fifty_concurrent_callers", fifty_concurrent_callers),
         ("pjsua2_hears_the_greeting", pjsua2_hears_the_greeting),
-        ("pjsua2_rfc4733_key_2_transfers_to_install", pjsua2_rfc4733_key_2_transfers_to_install),
+        (
+            "pjsua2_rfc4733_key_2_transfers_to_install",
+            pjsua2_rfc4733_key_2_transfers_to_install,
+        ),
     ],
-    &[("after_hours_key_1_books_a_callback", after_hours_key_1_books_a_callback)],
-    &[("inband_key_1_asks_for_the_order_number", inband_key_1_asks_for_the_order_number)],
-    &[("sip_info_application_dtmf_3_transfers_to_complaint", sip_info_application_dtmf_3_transfers_to_complaint)],
-    &[("sip_info_dtmf_relay_4_transfers_to_consult", sip_info_dtmf_relay_4_transfers_to_consult)],
-    &[("invite_without_sdp_gets_an_offer_and_the_greeting", invite_without_sdp_gets_an_offer_and_the_greeting)],
+    &[(
+        "after_hours_key_1_books_a_callback",
+        after_hours_key_1_books_a_callback,
+    )],
+    &[(
+        "inband_key_1_asks_for_the_order_number",
+        inband_key_1_asks_for_the_order_number,
+    )],
+    &[(
+        "sip_info_application_dtmf_3_transfers_to_complaint",
+        sip_info_application_dtmf_3_transfers_to_complaint,
+    )],
+    &[(
+        "sip_info_dtmf_relay_4_transfers_to_consult",
+        sip_info_dtmf_relay_4_transfers_to_consult,
+    )],
+    &[(
+        "invite_without_sdp_gets_an_offer_and_the_greeting",
+        invite_without_sdp_gets_an_offer_and_the_greeting,
+    )],
     &[
         ("hold_and_resume_by_reinvite", hold_and_resume_by_reinvite),
-        ("caller_hangs_up_during_the_greeting", caller_hangs_up_during_the_greeting),
+        (
+            "caller_hangs_up_during_the_greeting",
+            caller_hangs_up_during_the_greeting,
+        ),
     ],
     &[
-        ("silent_caller_is_hung_up_after_the_media_timeout", silent_caller_is_hung_up_after_the_media_timeout),
+        (
+            "silent_caller_is_hung_up_after_the_media_timeout",
+            silent_caller_is_hung_up_after_the_media_timeout,
+        ),
         ("cancel_while_ringing", cancel_while_ringing),
-        ("unknown_number_404_and_g729_only_488", unknown_number_404_and_g729_only_488),
+        (
+            "unknown_number_404_and_g729_only_488",
+            unknown_number_404_and_g729_only_488,
+        ),
     ],
 ];
 
@@ -1487,7 +1552,12 @@ fn ivr_end_to_end() {
     let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
     let lanes: Vec<Vec<Scenario>> = LANES
         .iter()
-        .map(|lane| lane.iter().copied().filter(|(n, _)| wanted(n)).collect::<Vec<_>>())
+        .map(|lane| {
+            lane.iter()
+                .copied()
+                .filter(|(n, _)| wanted(n))
+                .collect::<Vec<_>>()
+        })
         .filter(|lane| !lane.is_empty())
         .collect();
     assert!(!lanes.is_empty(), "HOTLINE_IVR_ONLY matches no scenario");

@@ -540,9 +540,9 @@ impl Service {
                 };
                 let from = c.agent.clone();
                 let target = crate::sip::uri_user(&refer_to).and_then(|user| {
-                    if self.deps.queues.iter().any(|q| *q == user) {
+                    if self.deps.queues.contains(&user) {
                         Some(TransferTarget::Queue(user))
-                    } else if self.deps.agents.iter().any(|a| *a == user) {
+                    } else if self.deps.agents.contains(&user) {
                         Some(TransferTarget::Agent(user))
                     } else {
                         None

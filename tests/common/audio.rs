@@ -212,6 +212,9 @@ pub struct Match {
     pub start: usize,
     /// How many 20 ms frames of the prompt were compared.
     pub frames: usize,
+    /// Samples of the recording the match covers (more than `frames` × 160
+    /// when an elastic match stretched over gaps).
+    pub span: usize,
 }
 
 impl Match {
@@ -219,7 +222,7 @@ impl Match {
         self.start as f32 / RATE as f32
     }
     pub fn end(&self) -> usize {
-        self.start + self.frames * FRAME
+        self.start + self.span
     }
     pub fn end_secs(&self) -> f32 {
         self.end() as f32 / RATE as f32
@@ -233,7 +236,10 @@ pub const MIN_OVERLAP_FRAMES: usize = 150;
 impl Recording {
     /// `hop` must divide [`FRAME`] (160, 80, 40, 20 ...).
     pub fn new(samples: &[f32], hop: usize) -> Self {
-        assert!(hop > 0 && FRAME % hop == 0, "hop {hop} must divide {FRAME}");
+        assert!(
+            hop > 0 && FRAME.is_multiple_of(hop),
+            "hop {hop} must divide {FRAME}"
+        );
         Recording {
             hop,
             env: envelope(samples, hop),
@@ -287,6 +293,7 @@ impl Recording {
                 score,
                 start: k * self.hop,
                 frames,
+                span: frames * FRAME,
             })
     }
 
@@ -305,7 +312,155 @@ impl Recording {
             score,
             start: k * self.hop,
             frames,
+            span: frames * FRAME,
         })
+    }
+}
+
+/// Chunks of an elastic match: 0.5 s of the prompt each.
+const CHUNK: usize = 25;
+
+impl Recording {
+    /// Like [`best`](Self::best), for a recording made by a real-time
+    /// listener (a softphone's jitter buffer): the prompt may arrive with
+    /// gaps (the sender stalled, the phone played silence) or slightly
+    /// compressed (the jitter buffer caught up). The prompt is cut into 0.5 s
+    /// chunks; each chunk may come up to 600 ms later or 60 ms earlier than
+    /// right after the previous one (a penalty per shift keeps wrong prompts
+    /// from wandering). The score is the normalised
+    /// cross-correlation of the whole prompt with the recording aligned that
+    /// way. `starts`: where (in samples) the prompt may begin. A prompt cut
+    /// by the end of the recording matches with at least 3 s of it.
+    pub fn best_elastic(
+        &self,
+        prompt: &PromptAudio,
+        starts: std::ops::Range<usize>,
+    ) -> Option<Match> {
+        let stride = self.stride();
+        let n_pos = self.env.len();
+        let p = &prompt.env;
+        let chunks: Vec<(usize, usize)> = (0..p.len())
+            .step_by(CHUNK)
+            .map(|a| (a, (a + CHUNK).min(p.len())))
+            .filter(|(a, b)| b - a >= 10)
+            .collect();
+        if chunks.is_empty() || n_pos == 0 {
+            return None;
+        }
+        let back = (60 * RATE / 1000) / self.hop; // 60 ms earlier
+        let ahead = (600 * RATE / 1000) / self.hop; // 600 ms later
+        let penalty = 0.05 / (RATE as f32 / 10.0 / self.hop as f32); // 0.05 per 100 ms
+        let neg = f32::NEG_INFINITY;
+        // s[i][pos]: best total for chunks 0..=i with chunk i at pos; from[i][pos]: chunk i-1's pos.
+        let mut s: Vec<Vec<f32>> = Vec::with_capacity(chunks.len());
+        let mut from: Vec<Vec<usize>> = Vec::with_capacity(chunks.len());
+        let chunk_score = |(a, b): (usize, usize), pos: usize| -> f32 {
+            let n = b - a;
+            if pos + (n - 1) * stride >= n_pos {
+                return neg;
+            }
+            let rec: Vec<f32> = (0..n).map(|j| self.env[pos + j * stride]).collect();
+            ncc(&rec, &p[a..b])
+        };
+        let first: Vec<f32> = (0..n_pos)
+            .map(|pos| {
+                if starts.contains(&(pos * self.hop)) {
+                    chunk_score(chunks[0], pos)
+                } else {
+                    neg
+                }
+            })
+            .collect();
+        s.push(first);
+        from.push(vec![0; n_pos]);
+        for (i, &ch) in chunks.iter().enumerate().skip(1) {
+            let step = (chunks[i - 1].1 - chunks[i - 1].0) * stride;
+            let prev = &s[i - 1];
+            let mut row = vec![neg; n_pos];
+            let mut src = vec![0usize; n_pos];
+            // Only positions reachable from the previous chunk's.
+            let (Some(first_ok), Some(last_ok)) = (
+                prev.iter().position(|v| *v > neg),
+                prev.iter().rposition(|v| *v > neg),
+            ) else {
+                break;
+            };
+            let reach =
+                (first_ok + step).saturating_sub(back)..(last_ok + step + ahead + 1).min(n_pos);
+            for pos in reach {
+                let here = chunk_score(ch, pos);
+                if here == neg {
+                    continue;
+                }
+                let lo = (pos + back).saturating_sub(step + ahead);
+                let hi = (pos + back).saturating_sub(step);
+                let mut best = (neg, 0);
+                let hi = hi.min(n_pos - 1);
+                for (q, &pv) in prev.iter().enumerate().take(hi + 1).skip(lo) {
+                    if pv == neg {
+                        continue;
+                    }
+                    let d = (pos as isize - (q + step) as isize).unsigned_abs();
+                    let v = pv - penalty * d as f32;
+                    if v > best.0 {
+                        best = (v, q);
+                    }
+                }
+                if best.0 > neg {
+                    row[pos] = best.0 + here;
+                    src[pos] = best.1;
+                }
+            }
+            s.push(row);
+            from.push(src);
+        }
+        // Paths over all chunks or, when the recording ends mid-prompt, over
+        // the first ones (at least 3 s) up to the end of the recording: a
+        // prompt that shares its opening with another cannot match on the
+        // shared part alone.
+        let min_chunks = (MIN_OVERLAP_FRAMES / CHUNK).min(chunks.len());
+        let mut result: Option<Match> = None;
+        for last in min_chunks.max(1) - 1..s.len() {
+            let Some((end_pos, _)) = s[last]
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v > neg)
+                .max_by(|a, b| a.1.total_cmp(b.1))
+            else {
+                continue;
+            };
+            let mut pos = vec![0usize; last + 1];
+            pos[last] = end_pos;
+            for i in (1..=last).rev() {
+                pos[i - 1] = from[i][pos[i]];
+            }
+            let mut rec = Vec::new();
+            let mut pr = Vec::new();
+            for (i, &(a, b)) in chunks.iter().enumerate().take(last + 1) {
+                for j in 0..b - a {
+                    rec.push(self.env[pos[i] + j * stride]);
+                    pr.push(p[a + j]);
+                }
+            }
+            let frames = pr.len();
+            let start = pos[0] * self.hop;
+            let end = pos[last] * self.hop + (chunks[last].1 - chunks[last].0) * FRAME;
+            let complete = last + 1 == chunks.len();
+            if !complete && end + (CHUNK * FRAME) + RATE / 5 < self.samples {
+                continue; // stops short of the recording's end
+            }
+            let m = Match {
+                score: ncc(&rec, &pr),
+                start,
+                frames,
+                span: end - start,
+            };
+            // Ties go to the longer path.
+            if result.is_none_or(|r| m.score >= r.score) {
+                result = Some(m);
+            }
+        }
+        result
     }
 }
 
@@ -359,6 +514,7 @@ pub fn timeline(rec: &Recording, prompts: &[PromptAudio]) -> Vec<Heard> {
                         score: s,
                         start: k * rec.hop,
                         frames: n,
+                        span: n * FRAME,
                     },
                     cut_by_end: n < p.env.len(),
                 });
@@ -510,7 +666,7 @@ impl RtpPeer {
     pub fn start(send: bool) -> Self {
         let sock = loop {
             let s = UdpSocket::bind("127.0.0.1:0").expect("bind an RTP port");
-            if s.local_addr().expect("addr").port() % 2 == 0 {
+            if s.local_addr().expect("addr").port().is_multiple_of(2) {
                 break s;
             }
         };
@@ -859,6 +1015,47 @@ mod tests {
             );
         }
         assert!(t[3].cut_by_end);
+    }
+
+    /// A prompt delivered with stalls (silence inserted, as a phone plays it
+    /// when the sender stalls) still matches elastically, clearly better than
+    /// the most similar other prompt; the strict match suffers.
+    #[test]
+    fn elastic_match_survives_gaps() {
+        let dir = prompts_dir();
+        let prompts = load_prompts(&dir);
+        let g = read_wav(&dir.join("transfer_install.wav"));
+        let mut s = vec![0.0f32; 2000];
+        for (i, piece) in g.chunks(RATE * 3 / 2).enumerate() {
+            s.extend_from_slice(piece);
+            s.extend(std::iter::repeat_n(0.0, 800 + 400 * (i % 3))); // 100-300 ms gaps
+        }
+        let rec = Recording::new(&s, 40);
+        let target = prompts
+            .iter()
+            .find(|p| p.name == "transfer_install")
+            .unwrap();
+        let own = rec
+            .best_elastic(target, 0..rec.samples)
+            .expect("elastic match");
+        let strict = rec.best(target).expect("strict match");
+        assert!(own.score > 0.95, "elastic {own:?}");
+        assert!(
+            strict.score < own.score,
+            "strict {strict:?} vs elastic {own:?}"
+        );
+        assert!(own.start.abs_diff(2000) <= 80, "{own:?}");
+        for other in prompts.iter().filter(|p| p.name != target.name) {
+            if let Some(m) = rec.best_elastic(other, 0..rec.samples) {
+                assert!(
+                    m.score < own.score - 0.05,
+                    "{} scores {:.3} elastically vs {:.3}",
+                    other.name,
+                    m.score,
+                    own.score
+                );
+            }
+        }
     }
 
     /// The key tones of the fixture and of sox are what they claim.

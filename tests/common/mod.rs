@@ -5,6 +5,8 @@
 //! Every e2e test binary does `mod common;` and uses only part of this file.
 #![allow(dead_code)]
 
+pub mod agents;
+
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
