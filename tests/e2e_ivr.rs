@@ -433,6 +433,13 @@ impl SippCall {
     }
 }
 
+/// After the transfer prompt: the caller waits in the queue a moment (the
+/// record's queue and work order are written when the call is queued, at
+/// the end of the prompt; see the report on hanging up during the prompt).
+fn wait_in_queue() {
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
 /// The timeline of everything the peer received.
 fn heard_by(rtp: &RtpPeer) -> (Vec<Heard>, Recording) {
     let (rec, _) = rtp.recording();
@@ -675,6 +682,7 @@ fn sip_info_dtmf_relay_4_transfers_to_consult() {
     let key_time = call.go_on();
     let key_at = call.sample_at(key_time);
     let c = call.heard("transfer_consult", g.end(), Duration::from_secs(15));
+    wait_in_queue();
     call.go_on();
     let (run, rtp) = call.finish();
     assert_sipp_ok(&run, "INFO dtmf-relay call");
@@ -731,6 +739,7 @@ fn sip_info_application_dtmf_3_transfers_to_complaint() {
     std::thread::sleep(Duration::from_millis(800));
     call.go_on();
     call.heard("transfer_complaint", m.end(), Duration::from_secs(15));
+    wait_in_queue();
     call.go_on();
     let (run, rtp) = call.finish();
     assert_sipp_ok(&run, "INFO application/dtmf call");
@@ -845,6 +854,7 @@ fn inband_key_1_asks_for_the_order_number() {
     std::thread::sleep(Duration::from_millis(500));
     send_tones(&call.rtp, server.dir(), "123456#");
     call.heard("transfer_repair", o.end(), Duration::from_secs(20));
+    wait_in_queue();
     call.go_on();
     let (run, rtp) = call.finish();
     assert_sipp_ok(&run, "in-band call");
@@ -899,6 +909,7 @@ fn no_key_replays_the_menu_then_gives_an_agent() {
     }
     at = call.heard("main_menu", at, Duration::from_secs(20)).end();
     call.heard("transfer_agent", at, Duration::from_secs(20));
+    wait_in_queue();
     call.go_on();
     let (run, rtp) = call.finish();
     assert_sipp_ok(&run, "no-key call");
@@ -965,6 +976,7 @@ fn invalid_key_replays_the_menu_then_gives_an_agent() {
         };
         at = call.heard(next, at, Duration::from_secs(15)).end();
     }
+    wait_in_queue();
     call.go_on();
     let (run, rtp) = call.finish();
     assert_sipp_ok(&run, "invalid-key call");

@@ -106,6 +106,7 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
     let service = Service::new(id.clone(), caller.clone(), deps.clone(), queue_tx, agent_tx);
     let mut call = Call {
         service,
+        plan: plan.clone(),
         id,
         deps: deps.clone(),
         routing,
@@ -164,9 +165,6 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
         ),
         None => sdp::write_offer(session_id, sdp_version, media.local_addr()),
     };
-    if let Some(n) = &negotiated {
-        media.configure(params(n));
-    }
     call.media = Some(media);
     if !deps.answer_delay.is_zero() {
         call.leg.ringing();
@@ -191,6 +189,11 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
             side: "hotline",
         });
         return;
+    }
+    // Media starts with the answer: no RTP while ringing, and the media
+    // timeout counts from here.
+    if let Some(n) = &negotiated {
+        call.with_media(|m| m.configure(params(n)));
     }
 
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel::<Internal>();
@@ -369,6 +372,7 @@ async fn lookup_customer(store: &crate::store::Store, number: &str) -> Option<Cu
 
 struct Call {
     service: Service,
+    plan: Arc<crate::ivr::Dialplan>,
     id: String,
     deps: Arc<CallDeps>,
     routing: Arc<Routing>,
@@ -547,6 +551,26 @@ impl Call {
             .as_ref()
             .map(|i| i.path_steps().iter().map(ToString::to_string).collect())
             .unwrap_or_default();
+        // A caller who hangs up during the queue's prompt was bound for that
+        // queue, and any work order they keyed in belongs on the record.
+        if let Some(interp) = &self.interp {
+            if self.work_order.is_none() {
+                self.work_order = interp
+                    .vars()
+                    .get("work_order")
+                    .filter(|w| !w.is_empty())
+                    .cloned();
+            }
+            if self.queue.is_none() {
+                self.queue = interp
+                    .current_node()
+                    .and_then(|n| self.plan.node(n))
+                    .and_then(|node| match &node.kind {
+                        crate::ivr::NodeKind::Queue(q) => Some(q.queue.clone()),
+                        _ => None,
+                    });
+            }
+        }
         // With an agent: the time connected to them; otherwise the time in the IVR.
         let talk_ms = self
             .service
