@@ -557,6 +557,21 @@ impl Session {
     }
 }
 
+/// Media threads run ahead of everything else on the machine where the OS
+/// lets us (root or CAP_SYS_NICE): a late packet is heard, a late HTTP reply
+/// is not. Without the permission the thread keeps its normal priority.
+fn raise_priority() {
+    // SAFETY: gettid and setpriority take plain integers and touch no memory
+    // of ours; on failure they only return -1.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -10)
+    };
+    if result != 0 {
+        debug!("media thread keeps normal priority (no permission to raise it)");
+    }
+}
+
 fn silence(codec: Codec) -> &'static [u8] {
     const ULAW: [u8; FRAME_SAMPLES] = [0xFF; FRAME_SAMPLES];
     const ALAW: [u8; FRAME_SAMPLES] = [0xD5; FRAME_SAMPLES];
@@ -671,6 +686,7 @@ impl Worker {
     }
 
     fn run(mut self) {
+        raise_priority();
         let mut buf = vec![0u8; 2048];
         let mut out = vec![0u8; 1500];
         let mut next = Instant::now() + TICK;
