@@ -35,6 +35,8 @@ const TICK: Duration = Duration::from_millis(20);
 /// Reads per session per tick: bounds the work a flood can cause.
 const MAX_READS_PER_TICK: usize = 16;
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+/// Read the RTCP socket every this many ticks (0.5 s).
+const RTCP_READ_EVERY: u32 = 25;
 
 /// How a digit reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +185,7 @@ impl MediaEngine {
     /// sockets to a worker. Events for the call arrive on `events`.
     pub fn open(&self, events: UnboundedSender<MediaEvent>) -> io::Result<MediaSession> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.open_on(id, (id as usize) % self.workers.len(), events)
+        self.open_on(id, (id as usize) % self.workers.len(), events, true)
     }
 
     /// Open a session on the same worker as `peer`, so the two can be bridged
@@ -194,7 +196,7 @@ impl MediaEngine {
         events: UnboundedSender<MediaEvent>,
     ) -> io::Result<MediaSession> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.open_on(id, peer.worker_index, events)
+        self.open_on(id, peer.worker_index, events, false)
     }
 
     fn open_on(
@@ -202,6 +204,7 @@ impl MediaEngine {
         id: u64,
         worker_index: usize,
         events: UnboundedSender<MediaEvent>,
+        inband: bool,
     ) -> io::Result<MediaSession> {
         let (rtp, rtcp) = self.ports.bind(self.settings.address)?;
         let local = rtp.local_addr()?;
@@ -210,7 +213,8 @@ impl MediaEngine {
             .get(worker_index)
             .ok_or_else(|| io::Error::other("no such media worker"))?
             .clone();
-        let session = Session::new(id, rtp, rtcp, events);
+        let mut session = Session::new(id, rtp, rtcp, events);
+        session.inband_enabled = inband;
         worker
             .send(Control::Add(Box::new(session)))
             .map_err(|_| io::Error::other("media worker stopped"))?;
@@ -309,6 +313,9 @@ struct Session {
     /// What the remote said this tick (after the jitter buffer), as PCM.
     heard: [i16; FRAME_SAMPLES],
     recorder: Option<Box<Recorder>>,
+    /// Listen for in-band DTMF (callers; agent legs never).
+    inband_enabled: bool,
+    ticks: u32,
 }
 
 impl Session {
@@ -340,6 +347,8 @@ impl Session {
             jitter: JitterBuffer::new(60),
             heard: [0; FRAME_SAMPLES],
             recorder: None,
+            inband_enabled: true,
+            ticks: 0,
         }
     }
 
@@ -361,7 +370,12 @@ impl Session {
     /// Phase 1 of a tick: read what arrived.
     fn receive_phase(&mut self, now: Instant, buf: &mut [u8]) {
         self.receive(now, buf);
-        self.drain_rtcp(now, buf);
+        // RTCP comes every few seconds: looking twice a second spares a
+        // syscall per session per tick.
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks.is_multiple_of(RTCP_READ_EVERY) {
+            self.drain_rtcp(now, buf);
+        }
     }
 
     /// Phase 2 (bridged sessions): take this tick's frame out of the jitter
@@ -456,7 +470,10 @@ impl Session {
                         pkt.payload(),
                     );
                 }
-                if !self.seen_rfc4733 {
+                // In-band detection costs 8 Goertzel filters per packet: only
+                // for a caller the IVR may be listening to (never an agent
+                // leg, never while bridged), and not once RFC 4733 is in use.
+                if self.inband_enabled && self.peer.is_none() && !self.seen_rfc4733 {
                     let payload = pkt.payload();
                     let n = payload.len().min(FRAME_SAMPLES);
                     match p.codec {
