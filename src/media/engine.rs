@@ -35,6 +35,8 @@ const TICK: Duration = Duration::from_millis(20);
 /// Reads per session per tick: bounds the work a flood can cause.
 const MAX_READS_PER_TICK: usize = 16;
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+/// At most this much skipped time (5 s) is padded into a recording at once.
+const MAX_PAD_FRAMES: usize = 250;
 /// Read the RTCP socket every this many ticks (0.5 s).
 const RTCP_READ_EVERY: u32 = 25;
 
@@ -365,6 +367,18 @@ impl Session {
             self.last_rx = now;
         }
         self.params = Some(p);
+    }
+
+    /// Write `frames` of silence to the recording (time the worker skipped).
+    fn pad_recording(&mut self, frames: usize) {
+        const SILENCE: [i16; FRAME_SAMPLES] = [0; FRAME_SAMPLES];
+        if let Some(rec) = self.recorder.as_mut() {
+            for _ in 0..frames {
+                if rec.push(&SILENCE, &SILENCE).is_err() {
+                    break;
+                }
+            }
+        }
     }
 
     /// Phase 1 of a tick: read what arrived.
@@ -733,6 +747,12 @@ impl Worker {
                     "media worker fell behind; resynchronising"
                 );
                 metrics::counter!("hotline_media_late_ticks_total").increment(1);
+                // Keep recordings in step with the wall clock: the skipped
+                // time is written as silence rather than lost.
+                let skipped = ((after - next).as_millis() / TICK.as_millis()) as usize;
+                for s in self.sessions.values_mut() {
+                    s.pad_recording(skipped.min(MAX_PAD_FRAMES));
+                }
                 next = after + TICK;
             } else {
                 if next > after {
