@@ -922,6 +922,14 @@ def markdown(res):
                      f"{fmt(x['setup_avg_ms'], ' ms')} | {fmt(x.get('server_cpu_pct'), ' %')} | "
                      f"{fmt(x.get('sipp_cpu_pct'), ' %')} | {fmt(x.get('server_rss_peak_mb'), ' MB')}"
                      f" | {fmt(x.get('server_rss_after_mb'), ' MB')} |")
+        aft = r.get("after") or {}
+        if aft:
+            L += ["", f"RSS 20 s after the ladder: {fmt(aft.get('rss_20s_after_ladder_mb'), ' MB')}; "
+                  f"after running {aft.get('repeat_rate')} calls/s again ({fmt(aft.get('repeat_ok'))} ok): "
+                  f"{fmt(aft.get('rss_after_repeat_mb'), ' MB')} (growth there would be a leak; "
+                  "a plateau is memory the allocator keeps)."]
+        if r.get("warnings"):
+            L += ["", "Server warnings: " + "; ".join(f"{v}× {k}" for k, v in r["warnings"].items())]
         L.append("")
     if "sipp_ceiling" in s:
         r = s["sipp_ceiling"]
@@ -952,6 +960,13 @@ def markdown(res):
                      f"{fmt(p.get('delay_p99_ms'), ' ms')} | {fmt(x.get('media_late_ticks'))} | "
                      f"{fmt(x.get('server_cpu_pct'), ' %')} | {fmt(x.get('server_rss_peak_mb'), ' MB')} "
                      f"| {fmt(x.get('kb_per_call'), ' KB')} | {fmt(x.get('server_rss_after_mb'), ' MB')} |")
+        L += ["", "Server-sent RTP measured on the caller side: dumpcap on lo, streams from server "
+              "ports that are multiples of 64 (about 1 call in 32), during the plateau; lost = sequence "
+              "gaps, late = more than 40 ms behind the best transit of the previous second, missing = "
+              "packets a 20 ms sender should have sent in the stream's time span but did not. "
+              "'late ticks' = hotline_media_late_ticks_total (a worker more than 100 ms behind)."]
+        if r.get("warnings"):
+            L += ["", "Server warnings: " + "; ".join(f"{v}× {k}" for k, v in r["warnings"].items())]
         L.append("")
     if "bridged" in s:
         x = s["bridged"]
@@ -963,11 +978,17 @@ def markdown(res):
               "| recordings valid | sampled streams | impaired | p99 delay | hotline CPU | RSS idle / peak / "
               "after | per pair |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
               f"| {x['pairs']} | {fmt(x['agents_registered'])} | {fmt(c.get('successful'))} | "
-              f"{fmt(c.get('failed'))} | {fmt(x.get('connected'))} | {fmt(x.get('agent_calls_answered'))} | "
+              f"{fmt(c.get('failed'))} | {fmt(int(x['connected']) if x.get('connected') is not None else None)} | {fmt(x.get('agent_calls_answered'))} | "
               f"{rec['valid']}/{rec['files']} | {fmt(p.get('streams'))} | {fmt(p.get('impaired_pct'), ' %')} "
               f"| {fmt(p.get('delay_p99_ms'), ' ms')} | {fmt(x.get('server_cpu_pct'), ' %')} | "
               f"{fmt(x.get('idle_rss_mb'))} / {fmt(x.get('server_rss_peak_mb'))} / "
-              f"{fmt(x.get('server_rss_after_mb'))} MB | {fmt(x.get('kb_per_pair'), ' KB')} |", ""]
+              f"{fmt(x.get('server_rss_after_mb'))} MB | {fmt(x.get('kb_per_pair'), ' KB')} |", "",
+              f"Media sessions at the plateau: {fmt(x.get('sessions_at_plateau'))} (2 per connected pair); "
+              f"media ticks late > 100 ms: {fmt(x.get('media_late_ticks'))}; recordings' average length "
+              f"{fmt(rec.get('avg_secs'), ' s')} (valid = stereo 8 kHz 16-bit, >= hold - 15 s, sound on "
+              f"both channels); examples of invalid ones: {rec.get('invalid_examples', [])[:2]}.", ""]
+        if x.get("warnings"):
+            L += ["Server warnings: " + "; ".join(f"{v}× {k}" for k, v in x["warnings"].items()), ""]
     if res.get("schedule"):
         L += ["## (e) `cargo bench --bench schedule`", "", "```", res["schedule"].strip(), "```", ""]
     L += ["Raw figures: the JSON file of the same name. CPU is % of one core "
@@ -980,7 +1001,11 @@ def cmd_report(a):
     sec = json.loads((work / "sections.json").read_text()) if (work / "sections.json").exists() \
         else {}
     sched = (work / "schedule.txt").read_text() if (work / "schedule.txt").exists() else ""
-    now = dt.datetime.now()
+    # Named after the start of the load runs (or now, for a schedule-only report).
+    try:
+        now = dt.datetime.fromisoformat(sec["started"])
+    except (KeyError, ValueError):
+        now = dt.datetime.now()
     res = {"date": now.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "sections": sec,
            "schedule": sched, "note": a.note or ""}
     out = Path(a.out)
