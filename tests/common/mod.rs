@@ -377,6 +377,11 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
