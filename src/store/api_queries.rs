@@ -2,11 +2,10 @@
 //! state. Same rules as `queries.rs`: one SQL text, `$N` placeholders.
 
 use serde::Serialize;
-use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::error::{Result, StoreError};
-use super::types::{CallRecord, Direction};
+use super::types::CallRecord;
 use super::Store;
 
 /// Filters of [`Store::search_calls`]; `None` means "any".
@@ -37,40 +36,7 @@ pub struct CallbackRequestRow {
     pub done_at: Option<i64>,
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &'static str) -> Result<T> {
-    let text: String = r.try_get(col)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-        column: col,
-        detail: e.to_string(),
-    })
-}
-
-fn call_from_row(r: &AnyRow) -> Result<CallRecord> {
-    Ok(CallRecord {
-        id: r.try_get("id")?,
-        direction: Direction::parse(&r.try_get::<String, _>("direction")?)?,
-        from_number: r.try_get("from_number")?,
-        to_number: r.try_get("to_number")?,
-        customer_id: r.try_get("customer_id")?,
-        work_order: r.try_get("work_order")?,
-        task_id: r.try_get("task_id")?,
-        queue: r.try_get("queue")?,
-        agent_id: r.try_get("agent_id")?,
-        arrived_at: r.try_get("arrived_at")?,
-        answered_at: r.try_get("answered_at")?,
-        ended_at: r.try_get("ended_at")?,
-        wait_ms: r.try_get("wait_ms")?,
-        talk_ms: r.try_get("talk_ms")?,
-        hold_ms: r.try_get("hold_ms")?,
-        ivr_path: json_col(r, "ivr_path")?,
-        hangup_cause: r.try_get("hangup_cause")?,
-        hangup_side: r.try_get("hangup_side")?,
-        disposition: r.try_get("disposition")?,
-        notes: r.try_get("notes")?,
-        recording: r.try_get("recording")?,
-        transfer_chain: json_col(r, "transfer_chain")?,
-    })
-}
+use super::queries::call_from_row;
 
 impl Store {
     /// Calls matching `f`, newest first.

@@ -36,7 +36,7 @@ macro_rules! case_cols {
     };
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &'static str) -> Result<T> {
+pub(super) fn json_col<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &'static str) -> Result<T> {
     let text: String = r.try_get(col)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
         column: col,
@@ -82,7 +82,7 @@ fn work_order_from_row(r: &AnyRow) -> Result<WorkOrder> {
     })
 }
 
-fn call_from_row(r: &AnyRow) -> Result<CallRecord> {
+pub(super) fn call_from_row(r: &AnyRow) -> Result<CallRecord> {
     Ok(CallRecord {
         id: r.try_get("id")?,
         direction: Direction::parse(&r.try_get::<String, _>("direction")?)?,
