@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod campaign;
+pub use campaign::{parse_hours, CampaignConfig, TrunkConfig};
+
 /// The example configuration shipped at the repository root.
 pub const EXAMPLE_CONFIG: &str = include_str!("../hotline.toml");
 
@@ -37,6 +40,12 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     #[serde(default)]
     pub api: ApiConfig,
+    /// Outbound SIP trunks (callback campaigns).
+    #[serde(default)]
+    pub trunks: Vec<TrunkConfig>,
+    /// The callback campaign: rules, trunk, survey dialplan.
+    #[serde(default)]
+    pub campaign: Option<CampaignConfig>,
     /// Directory that relative paths in this config are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -210,6 +219,19 @@ pub struct AcdConfig {
     /// file). Unset: the shipped `dialplans/prompts/hold_music.wav` if present.
     #[serde(default)]
     pub hold_music: Option<PathBuf>,
+    /// First-contact ownership (首问负责制): a caller whose last answered
+    /// call is at most this many days old goes first to that agent (as does
+    /// one with an open case or callback task). 0: cases and tasks only.
+    #[serde(default = "default_ownership_days")]
+    pub ownership_days: u32,
+    /// Outside numbers a call may be transferred to: exact digits, or a
+    /// prefix ending in `*` (`"400*"`). Empty: agents and queues only.
+    #[serde(default)]
+    pub transfer_numbers: Vec<String>,
+    /// Where transfers to outside numbers are sent (`host:port` of the
+    /// gateway or trunk), as `sip:NUMBER@host:port`.
+    #[serde(default)]
+    pub transfer_gateway: Option<SocketAddr>,
 }
 
 impl Default for AcdConfig {
@@ -219,8 +241,30 @@ impl Default for AcdConfig {
             max_missed_offers: default_max_missed(),
             record: true,
             hold_music: None,
+            transfer_numbers: Vec::new(),
+            transfer_gateway: None,
+            ownership_days: default_ownership_days(),
         }
     }
+}
+
+fn default_ownership_days() -> u32 {
+    7
+}
+
+/// Whether `number` matches one of the allow-list `patterns` (exact, or a
+/// prefix ending in `*`).
+pub fn number_allowed(patterns: &[String], number: &str) -> bool {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.char_indices()
+                .all(|(i, c)| c.is_ascii_digit() || (i == 0 && c == '+'))
+    };
+    plain(number)
+        && patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => number.starts_with(prefix),
+            None => p == number,
+        })
 }
 
 fn default_true() -> bool {
@@ -506,6 +550,27 @@ impl Config {
                 ));
             }
         }
+        for (i, pattern) in cfg.acd.transfer_numbers.iter().enumerate() {
+            let digits = pattern.strip_suffix('*').unwrap_or(pattern);
+            let ok = !digits.is_empty()
+                && digits
+                    .char_indices()
+                    .all(|(j, c)| c.is_ascii_digit() || (j == 0 && c == '+'));
+            if !ok {
+                errors.push(err(
+                    locate.key(&["acd", "transfer_numbers"]),
+                    format!(
+                        "acd.transfer_numbers[{i}]: expected digits, optionally ending in '*', got {pattern:?}"
+                    ),
+                ));
+            }
+        }
+        if !cfg.acd.transfer_numbers.is_empty() && cfg.acd.transfer_gateway.is_none() {
+            errors.push(err(
+                locate.key(&["acd", "transfer_numbers"]),
+                "acd.transfer_numbers: transfers to outside numbers need acd.transfer_gateway (host:port)".to_string(),
+            ));
+        }
         for (i, user) in cfg.users.iter().enumerate() {
             let line = locate.array_item(&["users"], i, "id");
             if user.id.is_empty()
@@ -565,6 +630,7 @@ impl Config {
                 ),
             ));
         }
+        campaign::check(&cfg, &locate, &err, &mut errors);
         if errors.is_empty() {
             Ok(cfg)
         } else {
@@ -725,6 +791,46 @@ mod tests {
         let ids: Vec<_> = cfg.agents.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, ["1001", "1002", "1003"]);
         assert_eq!(cfg.media.port_range().unwrap(), (20000, 30000));
+    }
+
+    #[test]
+    fn transfer_numbers_match_exactly_or_by_prefix() {
+        let p = vec!["4008123456".to_string(), "+86755*".to_string()];
+        assert!(number_allowed(&p, "4008123456"));
+        assert!(!number_allowed(&p, "40081234567"));
+        assert!(number_allowed(&p, "+8675512345678"));
+        assert!(!number_allowed(&p, "8675512345678"));
+        assert!(!number_allowed(&p, "+86755@evil"));
+        assert!(!number_allowed(&p, ""));
+        assert!(!number_allowed(&[], "4008123456"));
+    }
+
+    #[test]
+    fn transfer_numbers_need_a_gateway_and_digits() {
+        let base = "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"d\"\n[http]\nlisten=\"127.0.0.1:1\"\n[database]\nurl=\"sqlite://x.db\"\n[acd]\n";
+        let e = Config::parse(
+            &format!("{base}transfer_numbers = [\"400*\"]\n"),
+            "x.toml",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("transfer_gateway"), "{e}");
+        assert_eq!(e.0[0].line, Some(9), "{e}");
+        let e = Config::parse(
+            &format!("{base}transfer_numbers = [\"4x*\"]\ntransfer_gateway = \"127.0.0.1:5080\"\n"),
+            "x.toml",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("4x*"), "{e}");
+        assert!(Config::parse(
+            &format!(
+                "{base}transfer_numbers = [\"400*\"]\ntransfer_gateway = \"127.0.0.1:5080\"\n"
+            ),
+            "x.toml",
+            Path::new(".")
+        )
+        .is_ok());
     }
 
     #[test]

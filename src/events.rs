@@ -54,6 +54,16 @@ pub enum Event {
         to: String,
         note: String,
     },
+    /// The connected agent is consulting a colleague (attended transfer);
+    /// the caller is on hold.
+    CallConsulting { call_id: String, agent: String },
+    /// A supervisor joined the call (listen, whisper or barge), switched mode,
+    /// or left (mode `none`).
+    CallMonitored {
+        call_id: String,
+        supervisor: String,
+        mode: String,
+    },
     /// The caller chose a callback instead of waiting.
     CallbackRequested {
         call_id: String,
@@ -106,6 +116,8 @@ impl Event {
             Event::CallAnswered { .. } => "call_answered",
             Event::CallAbandoned { .. } => "call_abandoned",
             Event::CallTransferred { .. } => "call_transferred",
+            Event::CallConsulting { .. } => "call_consulting",
+            Event::CallMonitored { .. } => "call_monitored",
             Event::CallbackRequested { .. } => "callback_requested",
             Event::CallEnded { .. } => "call_ended",
             Event::CallDisposition { .. } => "call_disposition",
@@ -254,6 +266,15 @@ mod tests {
                 from_agent: "a".into(),
                 to: "b".into(),
                 note: "n".into(),
+            },
+            Event::CallConsulting {
+                call_id: "c".into(),
+                agent: "a".into(),
+            },
+            Event::CallMonitored {
+                call_id: "c".into(),
+                supervisor: "s".into(),
+                mode: "listen".into(),
             },
             Event::CallbackRequested {
                 call_id: "c".into(),

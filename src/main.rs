@@ -89,7 +89,7 @@ fn import_work_orders(file: PathBuf, config: Option<PathBuf>) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let store = hotline::store::Store::connect(&cfg.database.url).await?;
-        let rules = hotline::campaign::CallbackRules::default();
+        let rules = cfg.callback_rules();
         let now = chrono::Utc::now().timestamp_millis();
         hotline::import::import_work_orders(
             &store,

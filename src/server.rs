@@ -56,11 +56,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(persist_registrations(changes_rx, writer.clone()));
 
-    let passwords: HashMap<String, String> = config
-        .agents
+    // Supervisors register a phone too (listen / whisper / barge call it);
+    // an agent's entry wins if an id is both.
+    let mut passwords: HashMap<String, String> = config
+        .users
         .iter()
-        .map(|a| (a.id.clone(), a.password.clone()))
+        .filter(|u| u.role == "supervisor")
+        .map(|u| (u.id.clone(), u.password.clone()))
         .collect();
+    passwords.extend(
+        config
+            .agents
+            .iter()
+            .map(|a| (a.id.clone(), a.password.clone())),
+    );
     let settings = crate::sip::SipSettings {
         listen: config.sip.listen,
         domain: config.sip.domain.clone(),
@@ -113,6 +122,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })
     .context("cannot start media workers")?;
     check_queues(&routing_rx.borrow(), &config)?;
+    let service_prompts_dir = prompts_dir(&config, &routing_rx.borrow());
     let hold_music = load_hold_music(&config)?;
     let events = crate::events::EventHub::new();
     let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -152,6 +162,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         cancel.clone(),
     )
     .await?;
+    crate::call::campaign::start(
+        &config,
+        store.clone(),
+        media.clone(),
+        sip.clone(),
+        writer.clone(),
+        clock.clone(),
+        events.clone(),
+        cancel.clone(),
+    )?;
     crate::call::spawn_manager(
         calls_rx,
         Arc::new(crate::call::CallDeps {
@@ -167,9 +187,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             recordings: config.resolve(&config.recordings.dir),
             events: events.clone(),
             hold_music,
-            service_prompts: crate::call::load_service_prompts(&prompts_dir(&config)),
+            service_prompts: crate::call::load_service_prompts(&service_prompts_dir),
             queues: config.queues.iter().map(|q| q.name.clone()).collect(),
             agents: config.agents.iter().map(|a| a.id.clone()).collect(),
+            ownership_ms: u64::from(config.acd.ownership_days) * 86_400_000,
+            transfer_numbers: config.acd.transfer_numbers.clone(),
+            transfer_gateway: config.acd.transfer_gateway,
         }),
     );
 
@@ -184,7 +207,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         events.clone(),
         Some(acd.clone()),
         clock.clone(),
-    );
+    )
+    .with_sip(sip.clone());
     crate::api::spawn_queue_stats(&api_state, std::time::Duration::from_secs(2));
     let app = crate::api::router(api_state);
     let http_cancel = cancel.clone();
@@ -234,12 +258,25 @@ fn load_hold_music(config: &Config) -> anyhow::Result<Option<Arc<crate::media::p
 }
 
 /// Where the shipped prompts are: beside the first dialplan, else ./dialplans/prompts.
-fn prompts_dir(config: &Config) -> std::path::PathBuf {
-    config
-        .dialplan_paths()
-        .first()
-        .and_then(|p| p.parent().map(|d| d.join("prompts")))
-        .filter(|d| d.join("agent_ready.wav").exists())
+/// Where the prompts the shell plays itself are (agent_ready, callback
+/// offer, queue announcements): the first dialplan's prompts that has them,
+/// else beside the first dialplan file, else `dialplans/prompts`.
+fn prompts_dir(config: &Config, routing: &crate::call::Routing) -> std::path::PathBuf {
+    let from_plans = routing
+        .dialplans
+        .plans()
+        .iter()
+        .map(|p| p.prompt_path(""))
+        .find(|d| d.join("agent_ready.wav").exists());
+    let beside_file = || {
+        config
+            .dialplan_paths()
+            .first()
+            .and_then(|p| p.parent().map(|d| d.join("prompts")))
+            .filter(|d| d.join("agent_ready.wav").exists())
+    };
+    from_plans
+        .or_else(beside_file)
         .unwrap_or_else(|| std::path::PathBuf::from("dialplans/prompts"))
 }
 

@@ -364,23 +364,7 @@ impl SippCall {
     /// Tell SIPp to go on to its next step (a MESSAGE in the dialog).
     fn go_on(&mut self) -> Instant {
         self.kicks += 1;
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let ours = sock.local_addr().expect("addr").port();
-        let k = self.kicks;
-        let msg = format!(
-            "MESSAGE sip:{CALLER}@127.0.0.1:{port} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP 127.0.0.1:{ours};branch=z9hG4bK-goon-{cid}-{k}\r\n\
-             From: <sip:test@127.0.0.1:{ours}>;tag=goon{k}\r\n\
-             To: <sip:{CALLER}@127.0.0.1>\r\n\
-             Call-ID: {cid}\r\n\
-             CSeq: {k} MESSAGE\r\n\
-             Max-Forwards: 70\r\n\
-             Content-Length: 0\r\n\r\n",
-            port = self.sipp.local_port,
-            cid = self.call_id,
-        );
-        sock.send_to(msg.as_bytes(), ("127.0.0.1", self.sipp.local_port))
-            .expect("send go-on");
+        common::sipp_message(CALLER, self.sipp.local_port, &self.call_id, self.kicks);
         Instant::now()
     }
 

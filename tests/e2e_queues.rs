@@ -20,18 +20,16 @@ mod audio;
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::RwLock;
 use std::time::{Duration, Instant, SystemTime};
 
+use audio::wav_channel;
 use common::agents::{
     agent, agent_password, call_rows, ended_rows, queue_server, row_of, speech_a, speech_b,
-    wait_queued, Behaviour, Customer, Offered, QueueSetup, Sipp, SippAgents,
+    wait_queued, wait_registrations, Baresip, Behaviour, Customer, Offered, QueueSetup, Sipp,
+    SippAgents,
 };
-use common::{
-    field, free_port, free_port_pair, json_lines, poll, require_binary, run_python, KillOnDrop,
-    TestServer, REPO,
-};
+use common::{field, json_lines, poll, run_python, TestServer, REPO};
 
 /// The load test runs alone: every other test holds this for reading.
 static MACHINE: RwLock<()> = RwLock::new(());
@@ -136,22 +134,6 @@ fn speech_match(samples: &[f32], from_s: f32, reference: &[f32]) -> SpeechMatch 
 }
 
 /// One channel of a WAV (any channel count), 8 kHz asserted, as f32.
-fn wav_channel(path: &Path, channel: usize) -> (hound::WavSpec, Vec<f32>) {
-    let mut r = hound::WavReader::open(path)
-        .unwrap_or_else(|e| panic!("hound cannot read {}: {e}", path.display()));
-    let spec = r.spec();
-    let ch = usize::from(spec.channels.max(1));
-    let scale = (1i64 << (spec.bits_per_sample.max(1) - 1)) as f32;
-    let all: Vec<f32> = r
-        .samples::<i32>()
-        .map(|s| {
-            s.unwrap_or_else(|e| panic!("bad sample in {}: {e}", path.display())) as f32 / scale
-        })
-        .collect();
-    let one = all.iter().skip(channel).step_by(ch).copied().collect();
-    (spec, one)
-}
-
 fn rms(x: &[f32]) -> f32 {
     if x.is_empty() {
         return 0.0;
@@ -200,90 +182,6 @@ fn samples_of(path: &Path) -> Vec<f32> {
 
 // ---------------------------------------------------------------------------
 // Peers
-
-/// baresip as agent `id`: auto-answer, speech B (padded) as microphone,
-/// everything heard recorded by the sndfile module into `dir`.
-struct Baresip {
-    _child: KillOnDrop,
-    dir: PathBuf,
-}
-
-impl Baresip {
-    fn start(server: &TestServer, id: &str, mic: &Path) -> Self {
-        let bin = require_binary("baresip", "Debian package baresip-core");
-        let dir = server.dir().join(format!("baresip-{id}"));
-        std::fs::create_dir_all(dir.join("snd")).expect("mkdir baresip dir");
-        let sip_port = free_port_pair();
-        let ctrl_port = free_port();
-        std::fs::write(
-            dir.join("config"),
-            format!(
-                "poll_method\tepoll\n\
-                 sip_listen\t127.0.0.1:{sip_port}\n\
-                 sip_transports\tudp\n\
-                 net_interface\t127.0.0.1\n\
-                 audio_player\talsa,null\n\
-                 audio_source\taufile,{mic}\n\
-                 module_path\t/usr/lib/baresip/modules\n\
-                 module\tg711.so\n\
-                 module\taufile.so\n\
-                 module\tsndfile.so\n\
-                 snd_path\t{snd}\n\
-                 module_app\taccount.so\n\
-                 module_app\tmenu.so\n\
-                 module_app\tctrl_tcp.so\n\
-                 ctrl_tcp_listen\t127.0.0.1:{ctrl_port}\n",
-                mic = mic.display(),
-                snd = dir.join("snd").display(),
-            ),
-        )
-        .expect("write baresip config");
-        std::fs::write(
-            dir.join("accounts"),
-            format!(
-                "<sip:{id}@{s}>;auth_user={id};auth_pass={pw};regint=300;answermode=auto\n",
-                s = server.sip,
-                pw = agent_password(id)
-            ),
-        )
-        .expect("write baresip accounts");
-        let log = std::fs::File::create(dir.join("baresip.log")).expect("baresip.log");
-        let child = Command::new(bin)
-            .arg("-f")
-            .arg(&dir)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn baresip");
-        Self {
-            _child: KillOnDrop(child),
-            dir,
-        }
-    }
-
-    /// The `*-dec.wav` (what baresip heard), once it exists.
-    fn heard(&self) -> Option<PathBuf> {
-        std::fs::read_dir(self.dir.join("snd"))
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
-    }
-}
-
-fn wait_registrations(server: &TestServer, n: f64, what: &str) {
-    if let Err(last) =
-        server.wait_metric("hotline_registrations", Duration::from_secs(10), |v| v >= n)
-    {
-        panic!("{what}: hotline_registrations {last:?}, expected {n}");
-    }
-    std::thread::sleep(Duration::from_millis(300));
-}
 
 // ---------------------------------------------------------------------------
 // 1. Two-way audio, recorded, logged

@@ -5,38 +5,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use common::agents::{agent, hotline_dialplan, Behaviour, Customer, QueueSetup, SippAgents};
 use common::{poll, TestServer};
 
 fn http_post(server: &TestServer, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(server.http).expect("connect to the API");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        server.http,
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("send request");
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    common::http_request(server.http, "POST", path, token, Some(body)).expect("API request")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -155,4 +130,148 @@ async fn supervisor_transfers_a_live_call_to_another_agent_with_a_note() {
 /// Run a store future to completion from the polling closure.
 fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+/// An agent's call is transferred to an allow-listed outside number: the
+/// gateway (SIPp as the far end) gets `INVITE sip:NUMBER@gateway` with the
+/// customer's number, answers, and talks to the customer; the agent is
+/// released; numbers off the list are refused. The record names the number.
+#[tokio::test(flavor = "multi_thread")]
+async fn transfer_to_an_allow_listed_outside_number() {
+    let gateway_port = common::free_port();
+    let setup = QueueSetup::default().toml().replace(
+        "[acd]\n",
+        &format!(
+            "[acd]\ntransfer_numbers = [\"400*\"]\ntransfer_gateway = \"127.0.0.1:{gateway_port}\"\n"
+        ),
+    );
+    let server = TestServer::builder()
+        .agents(vec![agent("1001", &["install"])])
+        .dialplan("hotline-transfer-out.toml", &hotline_dialplan())
+        .extra_toml(&format!(
+            "{setup}\n[[users]]\nid = \"s1\"\nname = \"Supervisor\"\npassword = \"hotline-s1\"\nrole = \"supervisor\"\n"
+        ))
+        .start();
+    // The far end behind the gateway: answers one INVITE, talks, waits for BYE.
+    let gw_dir = server.dir().join("gateway");
+    std::fs::create_dir_all(&gw_dir).expect("gateway dir");
+    std::fs::copy(
+        common::agents::alaw(&common::agents::speech_b()),
+        gw_dir.join("agent.alaw"),
+    )
+    .expect("copy gateway audio");
+    let trace = gw_dir.join("messages.log");
+    let gateway =
+        std::process::Command::new(common::require_binary("sipp", "Debian package sip-tester"))
+            .arg(server.sip.to_string())
+            .arg("-sf")
+            .arg(std::path::Path::new(common::REPO).join("tests/sipp/queue_agent_answer.xml"))
+            .args([
+                "-t",
+                "u1",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &gateway_port.to_string(),
+            ])
+            .args(["-m", "1", "-nostdin", "-timeout", "90s", "-timeout_error"])
+            .args(["-trace_msg", "-message_file"])
+            .arg(&trace)
+            .current_dir(&gw_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the gateway's SIPp");
+    let mut gateway = common::KillOnDrop(gateway);
+
+    let pool = SippAgents::start(&server, &["1001"], Behaviour::Answer);
+    let caller = "13960000888";
+    let customer = Customer::call(&server, caller, &["2"]);
+    let first = poll(Duration::from_secs(40), || {
+        pool.offers()
+            .into_iter()
+            .find(|o| o.caller == caller && o.acked)
+    })
+    .unwrap_or_else(|| panic!("not connected: {:#?}\n{}", pool.offers(), server.log()));
+
+    let (status, body) = http_post(
+        &server,
+        "/api/login",
+        None,
+        r#"{"id":"s1","password":"hotline-s1"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("login JSON");
+    let token = v["token"].as_str().expect("token").to_string();
+    let path = format!("/api/calls/{}/transfer", first.record);
+
+    let (status, body) = http_post(
+        &server,
+        &path,
+        Some(&token),
+        r#"{"to": {"number": "13800000000"}}"#,
+    );
+    assert_eq!(status, 422, "a number off the allow-list: {body}");
+    let note = "转厂家技术支持热线";
+    let (status, body) = http_post(
+        &server,
+        &path,
+        Some(&token),
+        &serde_json::json!({"to": {"number": "4001234567"}, "note": note}).to_string(),
+    );
+    assert_eq!(status, 200, "{body}\n{}", server.log());
+
+    // The far end got the call with the customer's number, and answered.
+    let invite = poll(Duration::from_secs(20), || {
+        let t = std::fs::read_to_string(&trace).unwrap_or_default();
+        (t.contains("INVITE sip:4001234567@") && t.contains("ACK sip:")).then_some(t)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the gateway got no answered INVITE\n{}\n{}",
+            std::fs::read_to_string(&trace).unwrap_or_default(),
+            server.log()
+        )
+    });
+    assert!(invite.contains(caller), "the caller's number is shown");
+    // The agent was released (BYE to 1001's leg).
+    let released = poll(Duration::from_secs(10), || {
+        pool.sipp.so_far().messages().into_iter().find(|t| {
+            !t.sent
+                && t.msg.method() == Some("BYE")
+                && t.msg.header("Call-ID") == Some(first.call_id.as_str())
+        })
+    });
+    assert!(
+        released.is_some(),
+        "1001's leg got no BYE\n{}",
+        server.log()
+    );
+
+    std::thread::sleep(Duration::from_secs(2));
+    customer.hang_up_and_finish();
+    // The far end got the BYE and SIPp finished its one call cleanly.
+    let done = poll(Duration::from_secs(15), || {
+        gateway.0.try_wait().ok().flatten()
+    });
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "the gateway's call did not end cleanly: {done:?}\n{}",
+        std::fs::read_to_string(&trace).unwrap_or_default()
+    );
+
+    let store = hotline::store::Store::connect(&format!("sqlite://{}", server.db_path().display()))
+        .await
+        .expect("open the server's database");
+    let row = poll(Duration::from_secs(5), || {
+        futures_lite_block(store.get_call(&first.record))
+            .ok()
+            .flatten()
+            .filter(|r| r.ended_at.is_some())
+    })
+    .expect("the call row is completed");
+    assert_eq!(row.agent_id.as_deref(), Some("1001"), "{row:#?}");
+    assert_eq!(row.transfer_chain.len(), 1, "{row:#?}");
+    assert_eq!(row.transfer_chain[0].to, "number 4001234567");
+    assert_eq!(row.transfer_chain[0].note, note);
 }

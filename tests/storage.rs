@@ -223,6 +223,8 @@ both!(
     customers_and_phone_lookup,
     work_orders_idempotent,
     call_round_trip,
+    call_legs_in_order_once,
+    recent_owner_from_tasks_then_calls,
     registrations_save_load_expire,
     customer_record_aggregates,
     writer_batches_in_order,
@@ -495,6 +497,59 @@ async fn work_orders_idempotent(db: &TestDb) {
         .await
         .is_err());
     s.close().await;
+}
+
+async fn recent_owner_from_tasks_then_calls(db: &TestDb) {
+    let s = db.store().await;
+    assert_eq!(s.recent_owner("C9", 0).await.unwrap(), None);
+    // An old answered call (agent 1001), a recent one (1002), a recent
+    // unanswered one (no agent).
+    for (id, at, agent) in [
+        ("o-1", T0 - 10 * 86_400_000, Some("1001")),
+        ("o-2", T0 - 86_400_000, Some("1002")),
+        ("o-3", T0 - 1000, None),
+    ] {
+        s.insert_call_arrival(&arrival(id, Some("C9"), at))
+            .await
+            .unwrap();
+        let mut c = completion(id, at);
+        c.agent_id = agent.map(Into::into);
+        c.answered_at = agent.map(|_| at + 5000);
+        s.complete_call(&c).await.unwrap();
+    }
+    let week_ago = T0 - 7 * 86_400_000;
+    assert_eq!(
+        s.recent_owner("C9", week_ago).await.unwrap().as_deref(),
+        Some("1002")
+    );
+    assert_eq!(s.recent_owner("C9", T0 - 3_600_000).await.unwrap(), None);
+    assert_eq!(s.recent_owner("other", week_ago).await.unwrap(), None);
+}
+
+async fn call_legs_in_order_once(db: &TestDb) {
+    let s = db.store().await;
+    let leg = |seq: i64, party: &str, role: &str, answered: Option<i64>, outcome: &str| CallLeg {
+        call_id: "call-legs".into(),
+        seq,
+        party: party.into(),
+        role: role.into(),
+        offered_at: T0 + seq * 1000,
+        answered_at: answered,
+        ended_at: T0 + 60_000,
+        outcome: outcome.into(),
+    };
+    let legs = vec![
+        leg(1, "1001", "offer", None, "no_answer"),
+        leg(2, "1002", "offer", Some(T0 + 5000), "transferred"),
+        leg(3, "1003", "consult", Some(T0 + 20_000), "connected"),
+        leg(4, "tel:4001234567", "transfer", None, "busy"),
+    ];
+    // Written out of order, one of them twice (a replayed batch).
+    for l in [&legs[2], &legs[0], &legs[3], &legs[1], &legs[2]] {
+        s.insert_call_leg(l).await.unwrap();
+    }
+    assert_eq!(s.call_legs("call-legs").await.unwrap(), legs);
+    assert_eq!(s.call_legs("no-such-call").await.unwrap(), vec![]);
 }
 
 async fn call_round_trip(db: &TestDb) {

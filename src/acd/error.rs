@@ -32,4 +32,7 @@ pub enum AcdError {
     CallNotWaiting(String),
     #[error("agent {agent:?} cannot do that while {state}")]
     InvalidAgentState { agent: String, state: String },
+    /// A consultation (attended transfer) is already going on, or none is.
+    #[error("call {call_id:?}: {reason}")]
+    Consult { call_id: String, reason: String },
 }

@@ -162,6 +162,27 @@ pub enum Input {
         to: TransferTarget,
         note: String,
     },
+    /// Attended transfer, step 1: ring `to_agent` (who must be Ready) so the
+    /// agent connected to the call can consult them; the caller waits on hold.
+    ConsultStart {
+        call_id: String,
+        from_agent: String,
+        to_agent: String,
+    },
+    /// The consulted agent answered.
+    ConsultAnswered {
+        call_id: String,
+        agent: String,
+    },
+    /// Consultation over. `complete`: the caller now talks to the consulted
+    /// agent and the first goes to wrap-up; otherwise the consulted agent is
+    /// free again and the first keeps the caller.
+    ConsultEnded {
+        call_id: String,
+        agent: String,
+        complete: bool,
+        note: String,
+    },
     /// Start a new day of counters (answered, abandoned, service level...).
     ResetDailyStats,
     /// Time passed; asked for through [`Router::poll_timeout`](super::Router::poll_timeout).

@@ -131,6 +131,8 @@ struct Call {
     note: Option<String>,
     transfer_chain: Vec<String>,
     phase: Phase,
+    /// The agent being consulted for an attended transfer.
+    consult: Option<String>,
 }
 
 impl Call {
@@ -344,6 +346,7 @@ impl Router {
             } => self.failed(offer_id, &agent, reason, now, out),
             Input::CallEnded { call_id, agent } => {
                 self.connected_to(&call_id, &agent)?;
+                self.drop_consult(&call_id, now, out);
                 self.end_leg(&call_id, now, out);
                 self.calls.remove(&call_id);
                 Ok(())
@@ -356,6 +359,24 @@ impl Router {
                 to,
                 note,
             } => self.transfer(&call_id, &from_agent, to, note, now, out),
+            Input::ConsultStart {
+                call_id,
+                from_agent,
+                to_agent,
+            } => self.consult_start(&call_id, &from_agent, &to_agent, now, out),
+            Input::ConsultAnswered { call_id, agent } => {
+                self.consulting(&call_id, &agent)?;
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.set_state(AgentState::OnCall, now, out);
+                }
+                Ok(())
+            }
+            Input::ConsultEnded {
+                call_id,
+                agent,
+                complete,
+                note,
+            } => self.consult_ended(&call_id, &agent, complete, note, now, out),
             Input::ResetDailyStats => {
                 for q in &mut self.queues {
                     q.stats = QueueStats::default();
@@ -503,6 +524,7 @@ impl Router {
             next_announce_ms: None,
             note: None,
             transfer_chain: Vec::new(),
+            consult: None,
             phase: Phase::Waiting,
         };
         // The owner's window only makes sense if the owner is logged in;
@@ -533,6 +555,9 @@ impl Router {
                     });
                     call.visited.push(to.clone());
                     call.queue = to;
+                    // The new queue's own skill decides (the IVR's choice
+                    // was for the first queue).
+                    call.skill = None;
                 }
                 Overflow::OfferCallback => {
                     call.callback_offered = true;
@@ -730,6 +755,12 @@ impl Router {
         out: &mut Vec<Action>,
     ) -> Result<(), AcdError> {
         self.connected_to(call_id, from)?;
+        if self.calls.get(call_id).is_some_and(|c| c.consult.is_some()) {
+            return Err(AcdError::Consult {
+                call_id: call_id.to_owned(),
+                reason: "finish or cancel the consultation first".into(),
+            });
+        }
         // Check the target before touching anything: a refused transfer
         // leaves the call connected to the first agent.
         let (queue, owner) = match to {
@@ -762,6 +793,10 @@ impl Router {
         };
         call.transfer_chain.push(from.to_owned());
         call.note = Some(note);
+        if owner.is_none() {
+            // Into another queue: that queue's skill decides.
+            call.skill = None;
+        }
         call.owner = owner.map(|a| (a, now.saturating_add(owner_wait)));
         call.queue = queue.clone();
         call.visited = vec![queue];
@@ -774,6 +809,128 @@ impl Router {
         // bounced because the next queue is busy.
         self.admit(call, now);
         Ok(())
+    }
+
+    /// The agent a call is connected to, if any.
+    pub fn connected_agent(&self, call_id: &str) -> Option<String> {
+        match &self.calls.get(call_id)?.phase {
+            Phase::Connected { agent, .. } => Some(agent.clone()),
+            _ => None,
+        }
+    }
+
+    /// The agent being consulted about a call, if any.
+    pub fn consulted_agent(&self, call_id: &str) -> Option<&str> {
+        self.calls.get(call_id)?.consult.as_deref()
+    }
+
+    fn consult_start(
+        &mut self,
+        call_id: &str,
+        from: &str,
+        to: &str,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), AcdError> {
+        self.connected_to(call_id, from)?;
+        if self.calls.get(call_id).is_some_and(|c| c.consult.is_some()) {
+            return Err(AcdError::Consult {
+                call_id: call_id.to_owned(),
+                reason: "a consultation is already going on".into(),
+            });
+        }
+        let agent = self
+            .agents
+            .get_mut(to)
+            .ok_or_else(|| AcdError::UnknownAgent(to.to_owned()))?;
+        if agent.state != AgentState::Ready || to == from {
+            return Err(AcdError::InvalidAgentState {
+                agent: to.to_owned(),
+                state: agent.state.to_string(),
+            });
+        }
+        agent.call = Some(call_id.to_owned());
+        agent.set_state(AgentState::Reserved, now, out);
+        if let Some(c) = self.calls.get_mut(call_id) {
+            c.consult = Some(to.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Checks that `agent` is being consulted about `call_id`.
+    fn consulting(&self, call_id: &str, agent: &str) -> Result<(), AcdError> {
+        let call = self
+            .calls
+            .get(call_id)
+            .ok_or_else(|| AcdError::UnknownCall(call_id.to_owned()))?;
+        if call.consult.as_deref() == Some(agent) {
+            Ok(())
+        } else {
+            Err(AcdError::Consult {
+                call_id: call_id.to_owned(),
+                reason: format!("agent {agent:?} is not being consulted"),
+            })
+        }
+    }
+
+    fn consult_ended(
+        &mut self,
+        call_id: &str,
+        to: &str,
+        complete: bool,
+        note: String,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), AcdError> {
+        self.consulting(call_id, to)?;
+        let answered = self
+            .agents
+            .get(to)
+            .is_some_and(|a| a.state == AgentState::OnCall);
+        if !complete || !answered {
+            if complete {
+                return Err(AcdError::InvalidAgentState {
+                    agent: to.to_owned(),
+                    state: "not answering the consultation".into(),
+                });
+            }
+            self.drop_consult(call_id, now, out);
+            return Ok(());
+        }
+        let from = match self.calls.get(call_id).map(|c| c.phase.clone()) {
+            Some(Phase::Connected { agent, .. }) => agent,
+            _ => {
+                return Err(AcdError::NotConnected {
+                    call_id: call_id.to_owned(),
+                    agent: to.to_owned(),
+                })
+            }
+        };
+        self.end_leg(call_id, now, out);
+        if let Some(c) = self.calls.get_mut(call_id) {
+            c.consult = None;
+            c.transfer_chain.push(from);
+            c.note = Some(note);
+            c.phase = Phase::Connected {
+                agent: to.to_owned(),
+                since_ms: now,
+            };
+        }
+        if let Some(a) = self.agents.get_mut(to) {
+            a.answered_today += 1;
+        }
+        Ok(())
+    }
+
+    /// Ends a consultation without a transfer: the consulted agent is free.
+    fn drop_consult(&mut self, call_id: &str, now: u64, out: &mut Vec<Action>) {
+        let Some(to) = self.calls.get_mut(call_id).and_then(|c| c.consult.take()) else {
+            return;
+        };
+        if let Some(a) = self.agents.get_mut(&to) {
+            a.call = None;
+            a.release(now, out);
+        }
     }
 
     // ---- helpers for inputs -------------------------------------------
@@ -977,6 +1134,9 @@ impl Router {
                     });
                     call.visited.push(to.clone());
                     call.queue = to;
+                    // The new queue's own skill decides (the IVR's choice
+                    // was for the first queue).
+                    call.skill = None;
                     // Other agents serve the new queue; old refusals do not
                     // apply. The wait start (and so the place) is kept.
                     call.tried.clear();
@@ -1086,7 +1246,17 @@ impl Router {
             transfer_chain: call.transfer_chain.clone(),
         });
         debug!(call = %call_id, %offer_id, ?agents, "acd offer");
-        let ring = self.queue_cfg(&queue).ring_timeout_ms;
+        // The owner (or transfer target) rings only until their window ends;
+        // then the queue may have the caller.
+        let owner_until = call
+            .owner
+            .as_ref()
+            .filter(|(owner, until)| agents.len() == 1 && agents[0] == *owner && *until > now)
+            .map(|(_, until)| *until);
+        let mut expires_ms = now.saturating_add(self.queue_cfg(&queue).ring_timeout_ms);
+        if let Some(until) = owner_until {
+            expires_ms = expires_ms.min(until);
+        }
         for id in &agents {
             if let Some(a) = self.agents.get_mut(id) {
                 a.offer = Some(offer_id);
@@ -1098,7 +1268,7 @@ impl Router {
             Offer {
                 call_id: call_id.to_owned(),
                 legs: agents.into_iter().collect(),
-                expires_ms: now.saturating_add(ring),
+                expires_ms,
             },
         );
     }

@@ -1339,3 +1339,163 @@ fn random_inputs_never_panic_or_double_offer() {
         random_run(seed, 5_000);
     }
 }
+
+// ---- attended transfer (consultation) ---------------------------------
+
+#[test]
+fn consult_then_complete_moves_the_call_to_the_consulted_agent() {
+    let mut s = Sim::one(Strategy::LongestIdle);
+    s.agent("first", &[]);
+    s.agent("expert", &[]);
+    let (o, _, ag) = only_offer(&s.enqueue("c1", "service", 0));
+    assert_eq!(ag, vec!["first"]);
+    s.answer(o, "first");
+    s.advance(30 * SEC);
+    let out = s.send(Input::ConsultStart {
+        call_id: "c1".into(),
+        from_agent: "first".into(),
+        to_agent: "expert".into(),
+    });
+    assert!(rejected(&out).is_none(), "{out:?}");
+    assert_eq!(s.state("expert"), AgentState::Reserved);
+    // A new caller is not offered to the agent being consulted.
+    let out = s.enqueue("c2", "service", 0);
+    assert!(offers(&out).is_empty(), "{out:?}");
+    s.send(Input::ConsultAnswered {
+        call_id: "c1".into(),
+        agent: "expert".into(),
+    });
+    assert_eq!(s.state("expert"), AgentState::OnCall);
+    s.advance(10 * SEC);
+    let out = s.send(Input::ConsultEnded {
+        call_id: "c1".into(),
+        agent: "expert".into(),
+        complete: true,
+        note: "needs a new drum".into(),
+    });
+    assert!(rejected(&out).is_none(), "{out:?}");
+    assert_eq!(s.state("first"), AgentState::WrapUp);
+    // After wrap-up (15 s) the first agent takes the waiting caller.
+    let out = s.advance(16 * SEC);
+    let (_, call, agents) = only_offer(&out);
+    assert_eq!((call.as_str(), agents), ("c2", vec!["first".to_string()]));
+    assert_eq!(s.state("expert"), AgentState::OnCall);
+    // The call now belongs to the expert: only they can end it.
+    let out = s.end("c1", "first");
+    assert!(rejected(&out).is_some(), "{out:?}");
+    let out = s.end("c1", "expert");
+    assert!(rejected(&out).is_none(), "{out:?}");
+}
+
+#[test]
+fn consult_cancelled_or_unanswered_frees_the_consulted_agent() {
+    let mut s = Sim::one(Strategy::LongestIdle);
+    s.agent("first", &[]);
+    s.agent("expert", &[]);
+    let (o, _, _) = only_offer(&s.enqueue("c1", "service", 0));
+    s.answer(o, "first");
+    let consult = Input::ConsultStart {
+        call_id: "c1".into(),
+        from_agent: "first".into(),
+        to_agent: "expert".into(),
+    };
+    s.send(consult.clone());
+    // A second consultation at once is refused.
+    let out = s.send(consult.clone());
+    assert!(rejected(&out).is_some(), "{out:?}");
+    // Completing before the expert answered is refused.
+    let out = s.send(Input::ConsultEnded {
+        call_id: "c1".into(),
+        agent: "expert".into(),
+        complete: true,
+        note: String::new(),
+    });
+    assert!(rejected(&out).is_some(), "{out:?}");
+    s.send(Input::ConsultEnded {
+        call_id: "c1".into(),
+        agent: "expert".into(),
+        complete: false,
+        note: String::new(),
+    });
+    assert_eq!(s.state("expert"), AgentState::Ready);
+    assert_eq!(s.state("first"), AgentState::OnCall);
+    // The caller hanging up during a consultation frees the expert too.
+    s.send(consult);
+    assert_eq!(s.state("expert"), AgentState::Reserved);
+    s.end("c1", "first");
+    assert_eq!(s.state("expert"), AgentState::Ready);
+}
+
+#[test]
+fn consult_needs_a_ready_agent_and_a_connected_call() {
+    let mut s = Sim::one(Strategy::LongestIdle);
+    s.agent("first", &[]);
+    s.agent("busy", &[]);
+    let (o, _, _) = only_offer(&s.enqueue("c1", "service", 0));
+    s.answer(o, "first");
+    let (o2, _, _) = only_offer(&s.enqueue("c2", "service", 0));
+    s.answer(o2, "busy");
+    for (from, to) in [("first", "busy"), ("first", "nobody"), ("busy", "first")] {
+        let out = s.send(Input::ConsultStart {
+            call_id: "c1".into(),
+            from_agent: from.into(),
+            to_agent: to.into(),
+        });
+        assert!(rejected(&out).is_some(), "{from}->{to}: {out:?}");
+    }
+}
+
+/// The error of a rejected input, if the router rejected it.
+fn rejected(actions: &[Action]) -> Option<&AcdError> {
+    actions.iter().find_map(|a| match a {
+        Action::Rejected { error } => Some(error),
+        _ => None,
+    })
+}
+
+#[test]
+fn overflow_drops_the_ivr_skill_for_the_new_queues_own() {
+    let mut s = Sim::new(vec![
+        quiet(QueueConfig {
+            skill: Some("install".into()),
+            max_wait_ms: Some(10 * SEC),
+            overflow: Overflow::Queue("consult".into()),
+            ..QueueConfig::new("install")
+        }),
+        quiet(QueueConfig {
+            skill: Some("consult".into()),
+            ..QueueConfig::new("consult")
+        }),
+    ]);
+    s.agent("adviser", &[("consult", 5)]);
+    // The IVR asked for "install" explicitly, as the shipped dialplan does.
+    s.send(Input::Enqueue {
+        call_id: "c1".into(),
+        queue: "install".into(),
+        priority: 0,
+        preferred_agent: None,
+        skill: Some("install".into()),
+        arrived_ms: s.now,
+    });
+    let out = s.advance(11 * SEC);
+    let (_, call, agents) = only_offer(&out);
+    assert_eq!((call.as_str(), agents), ("c1", vec!["adviser".to_string()]));
+}
+
+#[test]
+fn a_ringing_owner_is_cut_off_when_the_owner_window_ends() {
+    let mut s = Sim::new(vec![quiet(QueueConfig {
+        owner_wait_ms: 4 * SEC,
+        ring_timeout_ms: 20 * SEC,
+        ..QueueConfig::new("service")
+    })]);
+    s.agent("owner", &[]);
+    s.advance(SEC);
+    s.agent("other", &[]);
+    let (_, _, agents) = only_offer(&s.enqueue_full("c1", "service", 0, Some("owner")));
+    assert_eq!(agents, vec!["owner"]);
+    // The owner does not answer: at 4 s (not 20 s) the queue takes over.
+    let out = s.advance(5 * SEC);
+    let (_, call, agents) = only_offer(&out);
+    assert_eq!((call.as_str(), agents), ("c1", vec!["other".to_string()]));
+}

@@ -117,8 +117,19 @@ pub async fn one(
     State(state): State<ApiState>,
     who: Principal,
     P(id): P<String>,
-) -> ApiResult<Json<CallRecord>> {
-    Ok(Json(visible_call(&state, &who, &id).await?))
+) -> ApiResult<Json<CallWithLegs>> {
+    let record = visible_call(&state, &who, &id).await?;
+    let legs = state.store.call_legs(&id).await?;
+    Ok(Json(CallWithLegs { record, legs }))
+}
+
+/// One call with every phone rung for it (offers, consultation, monitoring,
+/// transfer), each with its offered, answered and ended times.
+#[derive(Debug, serde::Serialize)]
+pub struct CallWithLegs {
+    #[serde(flatten)]
+    pub record: CallRecord,
+    pub legs: Vec<crate::store::CallLeg>,
 }
 
 /// Where a recording path stored in a call row is on disk. Relative paths
@@ -286,6 +297,8 @@ mod tests {
 pub enum TransferTo {
     Agent(String),
     Queue(String),
+    /// An outside number on the allow-list (`[acd] transfer_numbers`).
+    Number(String),
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -295,6 +308,47 @@ pub struct TransferInput {
     /// What is already known, so the next agent does not ask again.
     #[serde(default)]
     pub note: String,
+}
+
+/// Transfer to an outside number: the call's task rings it and moves the
+/// caller over when it answers (the agent stays until then).
+async fn transfer_out(
+    state: &ApiState,
+    acd: &crate::api::AcdHandle,
+    who: &Principal,
+    from: Option<String>,
+    id: String,
+    number: String,
+    note: String,
+) -> ApiResult<Json<serde_json::Value>> {
+    if !crate::config::number_allowed(&state.transfer_numbers, &number) {
+        return Err(ApiError::Invalid(format!(
+            "{number:?} is not on the transfer allow-list"
+        )));
+    }
+    let connected = acd
+        .connected_agent(&id)
+        .await
+        .ok_or_else(|| ApiError::Conflict(format!("call {id:?} is not live with an agent")))?;
+    if from.as_ref().is_some_and(|f| *f != connected) {
+        return Err(ApiError::Conflict(format!(
+            "call {id:?} is not connected to {}",
+            who.id
+        )));
+    }
+    let msg = crate::call::QueueMsg::TransferOut {
+        number: number.clone(),
+        note: note.clone(),
+    };
+    if !acd.forward(&id, msg).await {
+        return Err(ApiError::NotFound(format!("call {id:?} is not live")));
+    }
+    Ok(Json(serde_json::json!({
+        "call_id": id,
+        "from_agent": connected,
+        "to_number": number,
+        "note": note,
+    })))
 }
 
 /// `POST /api/calls/{id}/transfer`: blind transfer of a live call to an agent
@@ -327,6 +381,9 @@ pub async fn transfer(
     let to = match input.to {
         TransferTo::Agent(a) => crate::acd::TransferTarget::Agent(a),
         TransferTo::Queue(q) => crate::acd::TransferTarget::Queue(q),
+        TransferTo::Number(number) => {
+            return transfer_out(&state, acd, &who, from, id, number, input.note).await
+        }
     };
     match acd.transfer(&id, from, to, input.note.clone()).await {
         Ok(from_agent) => Ok(Json(serde_json::json!({

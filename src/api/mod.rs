@@ -9,11 +9,16 @@
 
 pub mod acd;
 pub mod auth;
+mod call_control;
 mod calls;
+mod campaign;
+mod cases;
 mod customers;
 pub mod error;
 mod live;
+pub mod live_calls;
 pub mod openapi;
+pub mod reports;
 pub mod work_orders;
 mod ws;
 
@@ -60,6 +65,14 @@ pub struct ApiState {
     pub recordings_dir: PathBuf,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
+    /// The SIP server, to check a supervisor's phone before calling it in.
+    pub sip: Option<crate::sip::SipHandle>,
+    /// Outside numbers a call may be transferred to (`[acd] transfer_numbers`).
+    pub transfer_numbers: Arc<Vec<String>>,
+    /// Calling hours and windows (second callbacks are planned with them).
+    pub callback_rules: Arc<crate::campaign::CallbackRules>,
+    /// Calls in progress, for the first message of `/api/events`.
+    pub live_calls: live_calls::LiveCalls,
 }
 
 impl ApiState {
@@ -72,6 +85,8 @@ impl ApiState {
         acd: Option<AcdHandle>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        // Subscribed before anything can publish through this state.
+        let live_calls = live_calls::LiveCalls::follow(&events, clock.clone());
         Self {
             metrics,
             store,
@@ -90,9 +105,19 @@ impl ApiState {
                     .collect(),
             ),
             recordings_dir: config.resolve(&config.recordings.dir),
+            live_calls,
             clock,
             max_body_bytes: config.api.max_body_bytes,
+            sip: None,
+            transfer_numbers: Arc::new(config.acd.transfer_numbers.clone()),
+            callback_rules: Arc::new(config.callback_rules()),
         }
+    }
+
+    /// With the SIP server (listen / whisper / barge need it).
+    pub fn with_sip(mut self, sip: crate::sip::SipHandle) -> Self {
+        self.sip = Some(sip);
+        self
     }
 
     /// The ACD handle, or 503 when the ACD is not running.
@@ -136,6 +161,31 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
             "/api/calls/{id}/transfer",
             post(calls::transfer),
         ),
+        (
+            Method::POST,
+            "/api/calls/{id}/consult",
+            post(call_control::consult),
+        ),
+        (
+            Method::POST,
+            "/api/calls/{id}/consult/complete",
+            post(call_control::consult_complete),
+        ),
+        (
+            Method::POST,
+            "/api/calls/{id}/consult/cancel",
+            post(call_control::consult_cancel),
+        ),
+        (
+            Method::POST,
+            "/api/calls/{id}/monitor",
+            post(call_control::monitor),
+        ),
+        (
+            Method::POST,
+            "/api/calls/{id}/monitor/stop",
+            post(call_control::monitor_stop),
+        ),
         (Method::POST, "/api/work-orders", post(work_orders::import)),
         (
             Method::GET,
@@ -150,6 +200,39 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
         ),
         (Method::GET, "/api/queues", get(live::queues)),
         (Method::GET, "/api/events", get(ws::events)),
+        (Method::GET, "/api/cases", get(campaign::list)),
+        (Method::POST, "/api/cases/{id}/fix", post(campaign::fix)),
+        (
+            Method::GET,
+            "/api/reports/exceptions",
+            get(campaign::exceptions),
+        ),
+        (Method::POST, "/api/cases", post(cases::create)),
+        (
+            Method::GET,
+            "/api/reports/daily",
+            get(reports::daily_report),
+        ),
+        (
+            Method::GET,
+            "/api/reports/weekly",
+            get(reports::weekly_report),
+        ),
+        (
+            Method::GET,
+            "/api/reports/monthly",
+            get(reports::monthly_report),
+        ),
+        (
+            Method::GET,
+            "/api/reports/inbound",
+            get(reports::inbound_report),
+        ),
+        (
+            Method::GET,
+            "/api/reports/complaints",
+            get(reports::complaints_report),
+        ),
     ]
 }
 
@@ -171,7 +254,9 @@ pub fn router(state: ApiState) -> Router {
     for (path, route) in merged {
         app = app.route(path, route);
     }
-    app.fallback(error::not_found)
+    // The web pages (outside /api, so not in the OpenAPI document).
+    app.merge(crate::web::router())
+        .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

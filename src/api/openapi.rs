@@ -17,6 +17,21 @@ fn body(schema: Value) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": schema}}})
 }
 
+/// One phone rung for a call (`call_legs`).
+fn leg_schema() -> Value {
+    let (s, i) = (json!({"type": "string"}), json!({"type": "integer"}));
+    json!({"type": "object", "properties": {
+        "seq": i, "party": s, "role": {"type": "string", "enum": ["offer", "consult", "monitor", "transfer"]},
+        "offered_at": i, "answered_at": {"type": "integer", "nullable": true}, "ended_at": i,
+        "outcome": {"type": "string", "description": "connected, transferred, consulted, no_answer, busy, declined, cancelled, failed"}
+    }})
+}
+
+/// A body that may be left out.
+fn optional_body(schema: Value) -> Value {
+    json!({"required": false, "content": {"application/json": {"schema": schema}}})
+}
+
 fn r(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -57,7 +72,7 @@ pub fn document() -> Value {
                 admin (customer upsert, work-order import). Errors are {\"error\", \"code\"}."
         },
         "security": [{"bearer": []}],
-        "paths": merge([paths_session(), paths_records(), paths_live()]),
+        "paths": merge([paths_session(), paths_records(), paths_live(), paths_campaign(), paths_reports()]),
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "token from POST /api/login"},
@@ -156,11 +171,46 @@ fn paths_records() -> Value {
                 "requestBody": body(json!({"type": "object", "required": ["to"], "additionalProperties": false, "properties": {
                     "to": {"oneOf": [
                         {"type": "object", "required": ["agent"], "properties": {"agent": {"type": "string"}}},
-                        {"type": "object", "required": ["queue"], "properties": {"queue": {"type": "string"}}}
+                        {"type": "object", "required": ["queue"], "properties": {"queue": {"type": "string"}}},
+                        {"type": "object", "required": ["number"], "properties": {"number": {"type": "string", "description": "an outside number on [acd] transfer_numbers; rung through transfer_gateway, the caller goes over when it answers"}}}
                     ]},
                     "note": {"type": "string", "maxLength": 4000}
                 }})),
                 "responses": auth_errors(json!({"200": ok("transferred; the call waits for the target", json!({"type": "object"})), "400": err("malformed body"), "404": err("the call is not live"), "409": err("the call is not connected to this agent"), "422": err("unknown or unavailable target")}))
+            }},
+            "/api/calls/{id}/consult": {"post": {
+                "summary": "Attended transfer, step 1: the caller holds (music) while the agent to consult is rung; on answer the two agents talk (the connected agent or a supervisor)", "operationId": "consultAgent",
+                "parameters": [path_id("call id")],
+                "requestBody": body(json!({"type": "object", "required": ["agent"], "additionalProperties": false, "properties": {
+                    "agent": {"type": "string"}, "note": {"type": "string", "maxLength": 4000}
+                }})),
+                "responses": auth_errors(json!({"200": ok("ringing the agent to consult", json!({"type": "object"})), "400": err("malformed body"), "404": err("the call is not live"), "409": err("not connected to this agent, a consultation is going on, or the agent is not ready"), "422": err("unknown agent")}))
+            }},
+            "/api/calls/{id}/consult/complete": {"post": {
+                "summary": "Attended transfer, step 2: the caller goes to the consulted agent (who must have answered); the first agent's leg ends. Optional body {note}", "operationId": "completeConsult",
+                "parameters": [path_id("call id")],
+                "requestBody": optional_body(json!({"type": "object", "additionalProperties": false, "properties": {"note": {"type": "string", "maxLength": 4000}}})),
+                "responses": auth_errors(json!({"200": ok("transferred", json!({"type": "object"})), "404": err("the call is not live"), "409": err("no consultation, or the consulted agent has not answered")}))
+            }},
+            "/api/calls/{id}/consult/cancel": {"post": {
+                "summary": "Cancel the consultation: the consulted agent's leg ends, the caller is back with the first agent", "operationId": "cancelConsult",
+                "parameters": [path_id("call id")],
+                "requestBody": optional_body(json!({"type": "object", "additionalProperties": false, "properties": {"note": {"type": "string", "maxLength": 4000}}})),
+                "responses": auth_errors(json!({"200": ok("back to the first agent", json!({"type": "object"})), "404": err("the call is not live"), "409": err("no consultation is going on")}))
+            }},
+            "/api/calls/{id}/monitor": {"post": {
+                "summary": "Supervisor: call your registered phone (or `extension`) into a live call to listen (hear both sides), whisper (only the agent hears you) or barge (all three talk); again with another mode to switch", "operationId": "monitorCall",
+                "parameters": [path_id("call id")],
+                "requestBody": body(json!({"type": "object", "required": ["mode"], "additionalProperties": false, "properties": {
+                    "mode": {"type": "string", "enum": ["listen", "whisper", "barge"]}, "extension": {"type": "string"}
+                }})),
+                "responses": auth_errors(json!({"200": ok("calling the supervisor's phone", json!({"type": "object"})), "400": err("malformed body"), "404": err("the call is not live"), "409": err("no registered phone, or the call has no agent")}))
+            }},
+            "/api/calls/{id}/monitor/stop": {"post": {
+                "summary": "Supervisor: hang up your monitoring leg", "operationId": "stopMonitor",
+                "parameters": [path_id("call id")],
+                "requestBody": optional_body(json!({"type": "object", "additionalProperties": false, "properties": {}})),
+                "responses": auth_errors(json!({"200": ok("stopped", json!({"type": "object"})), "404": err("the call is not live")}))
             }},
             "/api/work-orders": {"post": {
                 "summary": "Import completed work orders from the ERP (admin); idempotent by order_no", "operationId": "importWorkOrders",
@@ -214,6 +264,91 @@ fn paths_live() -> Value {
     })
 }
 
+fn paths_reports() -> Value {
+    let fmt = query(
+        "format",
+        "json (default) or csv (text/csv attachment, UTF-8 with BOM, header row)",
+        json!({"type": "string", "enum": ["json", "csv"], "default": "json"}),
+    );
+    let bound = json!({"type": "string", "description": "YYYY-MM-DD (local day; `to` includes it), RFC 3339 or epoch ms"});
+    let report = |summary: &str, op: &str, params: Value, schema: &str| {
+        json!({"get": {
+            "summary": summary, "operationId": op, "parameters": params,
+            "responses": auth_errors(json!({
+                "200": {"description": "the report", "content": {
+                    "application/json": {"schema": r(schema)},
+                    "text/csv": {"schema": {"type": "string"}}
+                }},
+                "400": err("bad parameter")
+            }))
+        }})
+    };
+    json!({
+        "/api/cases": {"post": {
+            "summary": "Register a complaint case with its 5-working-day deadline; the caller owns it (agent, supervisor)", "operationId": "createCase",
+            "requestBody": body(r("CaseInput")),
+            "responses": auth_errors(json!({"201": ok("the case", r("Case")), "400": err("malformed body"), "404": err("unknown customer"), "422": err("invalid values")}))
+        }},
+        "/api/reports/daily": report(
+            "Daily callback report per agent: assigned, completed, attitude, cleanup, fees, remarks (supervisor, admin)", "dailyReport",
+            json!([query("date", "YYYY-MM-DD, Asia/Shanghai; default today", json!({"type": "string", "format": "date"})), fmt.clone()]), "DailyReport"),
+        "/api/reports/weekly": report(
+            "Weekly callback report per agent and region: completed, the five satisfaction levels (supervisor, admin)", "weeklyReport",
+            json!([query("week", "ISO week YYYY-Www; default this week", json!({"type": "string", "pattern": "^[0-9]{4}-W[0-9]{2}$"})), fmt.clone()]), "WeeklyReport"),
+        "/api/reports/monthly": report(
+            "Monthly callback report per region: completion rate, timeliness rate, satisfaction share, worst regions (supervisor, admin)", "monthlyReport",
+            json!([query("month", "YYYY-MM; default this month", json!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"})), fmt.clone()]), "MonthlyReport"),
+        "/api/reports/inbound": report(
+            "Inbound KPIs per queue and agent: offered, answered, abandoned, service level, average wait and talk (supervisor, admin)", "inboundReport",
+            json!([query("from", "start; default today", bound.clone()), query("to", "end (exclusive unless a date)", bound.clone()),
+                   query("sl", "service-level seconds", json!({"type": "integer", "minimum": 1, "maximum": 3600, "default": 20})), fmt.clone()]), "InboundReport"),
+        "/api/reports/complaints": report(
+            "Complaint cases on time / overdue per department (supervisor, admin)", "complaintsReport",
+            json!([query("from", "created from; default the last 366 days", bound.clone()), query("to", "created before", bound), fmt]), "ComplaintsReport"),
+    })
+}
+
+fn schemas_reports() -> Value {
+    let s = json!({"type": "string"});
+    let i = json!({"type": "integer", "format": "int64"});
+    let n = json!({"type": "number", "nullable": true});
+    let oi = json!({"type": "integer", "format": "int64", "nullable": true});
+    let five = json!({"type": "array", "items": i, "minItems": 5, "maxItems": 5, "description": "非常满意, 满意, 一般, 不太满意, 很不满意"});
+    let line = json!({"type": "object", "properties": {
+        "name": s, "offered": i, "answered": i, "abandoned": i, "answered_within_sl": i,
+        "service_level": n, "abandon_rate": n, "avg_wait_ms": oi, "avg_talk_ms": oi
+    }});
+    json!({
+        "CaseInput": {"type": "object", "required": ["customer_id", "description"], "additionalProperties": false, "properties": {
+            "customer_id": s, "description": {"type": "string", "maxLength": 4000}, "department": s,
+            "call_id": {"type": "string", "description": "the call it was raised in"},
+            "owner": {"type": "string", "description": "supervisors only; default the caller"}
+        }},
+        "DailyReport": {"type": "object", "properties": {"date": s, "from": i, "to": i, "agents": array(json!({"type": "object", "properties": {
+            "agent": s, "assigned": i, "completed": i, "calls": i, "surveys": i, "attitude_avg": n,
+            "cleaned_yes": i, "cleaned_no": i, "fees_ok_yes": i, "fees_ok_no": i, "remarks": array(s.clone())
+        }}))}},
+        "WeeklyReport": {"type": "object", "properties": {"week": s, "from": i, "to": i, "levels": array(s.clone()), "lines": array(json!({"type": "object", "properties": {
+            "agent": s, "region": s, "completed": i, "satisfaction": five
+        }}))}},
+        "MonthlyReport": {"type": "object", "properties": {"month": s, "from": i, "to": i, "levels": array(s.clone()),
+            "worst_regions": array(s.clone()),
+            "regions": array(json!({"type": "object", "properties": {
+                "region": s, "tasks": i, "completed": i, "timely": i, "completion_rate": n, "timeliness_rate": n,
+                "surveys": i, "satisfaction": five, "satisfied_share": n, "worst": {"type": "boolean"}
+            }}))}},
+        "InboundReport": {"type": "object", "properties": {"from": i, "to": i, "sl_secs": i, "queues": array(line.clone()), "agents": array(line.clone()), "total": line}},
+        "ComplaintsReport": {"type": "object", "properties": {"from": i, "to": i, "now": i, "on_time": i, "overdue": i,
+            "departments": array(json!({"type": "object", "properties": {
+                "department": s, "total": i, "closed_on_time": i, "closed_late": i, "open_on_time": i, "open_overdue": i
+            }})),
+            "overdue_open": array(json!({"type": "object", "properties": {
+                "id": s, "customer_id": s, "department": s, "owner": {"type": "string", "nullable": true}, "state": s,
+                "deadline": i, "created_at": i, "closed_at": oi, "description": s
+            }}))}}
+    })
+}
+
 fn schemas() -> Value {
     let s = json!({"type": "string"});
     let i = json!({"type": "integer", "format": "int64"});
@@ -258,8 +393,10 @@ fn schemas() -> Value {
             "arrived_at": i, "answered_at": oi, "ended_at": oi, "wait_ms": i, "talk_ms": i, "hold_ms": i,
             "ivr_path": {"type": "array", "items": s}, "hangup_cause": s, "hangup_side": s, "disposition": s, "notes": s,
             "recording": os,
-            "transfer_chain": {"type": "array", "items": {"type": "object", "properties": {"at": i, "from_agent": s, "to": s, "note": s}}}
+            "transfer_chain": {"type": "array", "items": {"type": "object", "properties": {"at": i, "from_agent": s, "to": s, "note": s}}},
+            "legs": {"type": "array", "description": "GET /api/calls/{id} only: every phone rung for the call", "items": r("CallLeg")}
         }},
+        "CallLeg": leg_schema(),
         "CustomerRecord": {"type": "object", "properties": {
             "customer": r("Customer"), "phones": array(r("CustomerPhone")), "work_orders": array(r("WorkOrder")),
             "calls": array(r("Call")), "open_cases": array(r("Case"))
@@ -315,24 +452,82 @@ fn schemas() -> Value {
         }},
         "Event": {"type": "object", "required": ["type"], "description": "one live event, tagged by type", "properties": {
             "type": {"type": "string", "enum": [
-                "snapshot", "call_arrived", "call_queued", "call_offered", "call_answered", "call_abandoned", "call_transferred",
+                "snapshot", "call_arrived", "call_queued", "call_offered", "call_answered", "call_abandoned", "call_transferred", "call_consulting", "call_monitored",
                 "callback_requested", "call_ended", "call_disposition", "agent_state", "queue_stats"
             ]},
             "call_id": s, "caller": s, "called": s, "queue": s, "priority": i, "agent": s, "cause": s, "state": s,
             "since_ms": i, "waiting": i, "longest_wait_ms": i
         }}
     });
-    merge([base, more, live])
+    merge([base, more, live, schemas_reports()])
 }
 
+/// Merge objects; a key in several parts (one path with methods described in
+/// different parts) has its objects merged one level down.
 fn merge<const N: usize>(parts: [Value; N]) -> Value {
     let mut out = serde_json::Map::new();
     for part in parts {
         if let Value::Object(m) = part {
-            out.extend(m);
+            for (k, v) in m {
+                match (out.get_mut(&k), v) {
+                    (Some(Value::Object(have)), Value::Object(more)) => have.extend(more),
+                    (_, v) => {
+                        out.insert(k, v);
+                    }
+                }
+            }
         }
     }
     Value::Object(out)
+}
+
+/// The callback campaign's closed loop (`api::campaign`).
+fn paths_campaign() -> Value {
+    let s = json!({"type": "string"});
+    let i = json!({"type": "integer", "format": "int64"});
+    let oi = json!({"type": "integer", "format": "int64", "nullable": true});
+    let os = json!({"type": "string", "nullable": true});
+    let case = json!({"type": "object", "description": "a case; dissatisfied callback cases carry the order, region, interviewee and source call", "properties": {
+        "id": s, "customer_id": s, "kind": {"type": "string", "enum": ["complaint", "dissatisfied"]}, "department": s,
+        "deadline": i, "state": {"type": "string", "enum": ["open", "investigating", "resolved", "closed"]},
+        "description": s, "created_at": i, "closed_at": oi, "work_order": os, "region": s, "interviewee": s,
+        "source_call": os, "fixed_at": oi
+    }});
+    let counts = json!({"opened": i, "fixed": i, "still_open": i});
+    let mut line = counts.clone();
+    line["region"] = s.clone();
+    json!({
+        "/api/cases": {"get": {
+            "summary": "Cases, newest first (supervisor, admin)", "operationId": "listCases",
+            "parameters": [
+                query("state", "open, investigating, resolved, closed or all (default all)", json!({"type": "string"})),
+                query("kind", "complaint or dissatisfied", json!({"type": "string", "enum": ["complaint", "dissatisfied"]})),
+                query("limit", "at most this many", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}))
+            ],
+            "responses": auth_errors(json!({"200": ok("cases", array(case.clone())), "400": err("bad parameter")}))
+        }},
+        "/api/cases/{id}/fix": {"post": {
+            "summary": "Record the department manager's fix of a dissatisfied callback case and schedule the second callback (supervisor, admin); the case closes when a callback finds the customer satisfied", "operationId": "fixCase",
+            "parameters": [path_id("case id")],
+            "requestBody": body(json!({"type": "object", "required": ["fix"], "additionalProperties": false, "properties": {"fix": {"type": "string", "maxLength": 4000}}})),
+            "responses": auth_errors(json!({
+                "200": ok("the case (state resolved), its history and the second callback task", json!({"type": "object", "properties": {
+                    "case": case, "events": array(json!({"type": "object", "properties": {"at": i, "actor": s, "text": s}})),
+                    "second_task": s, "second_due_at": i
+                }})),
+                "400": err("malformed body"), "404": err("unknown case"), "409": err("not an open dissatisfied case"), "422": err("empty or too long fix")
+            }))
+        }},
+        "/api/reports/exceptions": {"get": {
+            "summary": "Weekly callback exception summary per region: dissatisfied cases opened, fixed and still open (supervisor, admin)", "operationId": "exceptionReport",
+            "parameters": [query("week", "ISO week YYYY-Www (default: last week)", json!({"type": "string", "pattern": "^[0-9]{4}-W[0-9]{2}$"}))],
+            "responses": auth_errors(json!({"200": ok("the summary", json!({"type": "object", "properties": {
+                "week": s, "start_ms": i, "end_ms": i,
+                "regions": array(json!({"type": "object", "properties": line})),
+                "total": {"type": "object", "properties": counts}
+            }})), "400": err("bad week")}))
+        }}
+    })
 }
 
 /// `GET /api/openapi.json`.

@@ -3,7 +3,8 @@
 //! The token is checked before the upgrade (a bad one gets a JSON 401 and
 //! no WebSocket). The first message is `{"type":"snapshot", ...}` — the ACD
 //! snapshot, the configured agents with their states and the recent calls
-//! (an agent's own only) — from which a desk or wallboard builds its state;
+//! (an agent's own only) and the calls in progress ([`LiveCalls`](super::live_calls::LiveCalls):
+//! waiting, ringing, answered) — from which a desk or wallboard builds its state;
 //! then every [`Event`](crate::events::Event) as one JSON text message.
 //! The subscription is taken before the snapshot is built, so nothing falls
 //! between the two.
@@ -87,6 +88,7 @@ async fn snapshot(state: &ApiState, who: &Principal) -> ApiResult<serde_json::Va
         "acd": acd,
         "agents": agents,
         "recent_calls": calls,
+        "live_calls": state.live_calls.list(),
     }))
 }
 

@@ -66,6 +66,28 @@ pub enum QueueMsg {
         to: String,
         note: String,
     },
+    /// Ring `agent` for the connected agent to consult; the caller holds.
+    Consult {
+        agent: String,
+        note: String,
+    },
+    /// Transfer to an allow-listed outside number (checked by the call).
+    TransferOut {
+        number: String,
+        note: String,
+    },
+    /// The consultation is over: to `agent` (`complete`) or back.
+    ConsultEnded {
+        agent: String,
+        complete: bool,
+        note: String,
+    },
+    /// Call `supervisor`'s phone into the call, or change the mode.
+    Monitor {
+        supervisor: String,
+        mode: super::agent::MonitorMode,
+    },
+    MonitorStop,
 }
 
 enum Command {
@@ -96,6 +118,30 @@ enum Command {
         to: TransferTarget,
         note: String,
         reply: oneshot::Sender<Result<String, AcdError>>,
+    },
+    Consult {
+        call_id: String,
+        from_agent: Option<String>,
+        to: String,
+        note: String,
+        reply: oneshot::Sender<Result<String, AcdError>>,
+    },
+    ConsultEnd {
+        call_id: String,
+        from_agent: Option<String>,
+        complete: bool,
+        note: String,
+        reply: oneshot::Sender<Result<String, AcdError>>,
+    },
+    ConnectedAgent {
+        call_id: String,
+        reply: oneshot::Sender<Option<String>>,
+    },
+    /// Pass a message to a live call's task; false when there is none.
+    Forward {
+        call_id: String,
+        msg: QueueMsg,
+        reply: oneshot::Sender<bool>,
     },
 }
 
@@ -188,6 +234,69 @@ impl AcdHandle {
         });
         rx.await
             .unwrap_or_else(|_| Err(AcdError::UnknownCall(call_id.to_string())))
+    }
+
+    /// Attended transfer: ring agent `to` for the connected agent (or
+    /// `from_agent`, when given) to consult. Returns the consulting agent.
+    pub async fn consult(
+        &self,
+        call_id: &str,
+        from_agent: Option<String>,
+        to: &str,
+        note: String,
+    ) -> Result<String, AcdError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::Consult {
+            call_id: call_id.to_string(),
+            from_agent,
+            to: to.to_string(),
+            note,
+            reply,
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(AcdError::UnknownCall(call_id.to_string())))
+    }
+
+    /// Finish (`complete`) or cancel the consultation of a call. Returns the
+    /// consulted agent.
+    pub async fn end_consult(
+        &self,
+        call_id: &str,
+        from_agent: Option<String>,
+        complete: bool,
+        note: String,
+    ) -> Result<String, AcdError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::ConsultEnd {
+            call_id: call_id.to_string(),
+            from_agent,
+            complete,
+            note,
+            reply,
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(AcdError::UnknownCall(call_id.to_string())))
+    }
+
+    /// The agent a live call is connected to, if any.
+    pub async fn connected_agent(&self, call_id: &str) -> Option<String> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::ConnectedAgent {
+            call_id: call_id.to_string(),
+            reply,
+        });
+        rx.await.ok().flatten()
+    }
+
+    /// Hand `msg` to the task of a live call; false when the call is not live.
+    pub async fn forward(&self, call_id: &str, msg: QueueMsg) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::Forward {
+            call_id: call_id.to_string(),
+            msg,
+            reply,
+        });
+        rx.await.unwrap_or(false)
     }
 
     pub async fn snapshot(&self) -> Snapshot {
@@ -301,6 +410,97 @@ impl AcdTask {
             Command::Snapshot { reply } => {
                 let _ = reply.send(router.snapshot(now));
             }
+            Command::ConnectedAgent { call_id, reply } => {
+                let _ = reply.send(router.connected_agent(&call_id));
+            }
+            Command::Forward {
+                call_id,
+                msg,
+                reply,
+            } => {
+                let sent = self
+                    .mailboxes
+                    .get(&call_id)
+                    .is_some_and(|tx| tx.send(msg).is_ok());
+                let _ = reply.send(sent);
+            }
+            Command::Consult {
+                call_id,
+                from_agent,
+                to,
+                note,
+                reply,
+            } => {
+                let Some(from) = from_agent.or_else(|| router.connected_agent(&call_id)) else {
+                    let _ = reply.send(Err(self.not_connected(call_id)));
+                    return;
+                };
+                let input = Input::ConsultStart {
+                    call_id: call_id.clone(),
+                    from_agent: from.clone(),
+                    to_agent: to.clone(),
+                };
+                let result = match self.run_checked(router, input, now) {
+                    Some(e) => Err(e),
+                    None => {
+                        self.send(&call_id, QueueMsg::Consult { agent: to, note });
+                        Ok(from)
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::ConsultEnd {
+                call_id,
+                from_agent,
+                complete,
+                note,
+                reply,
+            } => {
+                let connected = router.connected_agent(&call_id);
+                if from_agent.is_some() && from_agent != connected {
+                    let _ = reply.send(Err(AcdError::NotConnected {
+                        call_id,
+                        agent: from_agent.unwrap_or_default(),
+                    }));
+                    return;
+                }
+                let Some(agent) = router.consulted_agent(&call_id).map(str::to_string) else {
+                    let _ = reply.send(Err(AcdError::Consult {
+                        call_id,
+                        reason: "no consultation is going on".into(),
+                    }));
+                    return;
+                };
+                let input = Input::ConsultEnded {
+                    call_id: call_id.clone(),
+                    agent: agent.clone(),
+                    complete,
+                    note: note.clone(),
+                };
+                let result = match self.run_checked(router, input, now) {
+                    Some(e) => Err(e),
+                    None => {
+                        if let (true, Some(from)) = (complete, connected) {
+                            self.events.publish(crate::events::Event::CallTransferred {
+                                call_id: call_id.clone(),
+                                from_agent: from,
+                                to: format!("agent {agent}"),
+                                note: note.clone(),
+                            });
+                        }
+                        self.send(
+                            &call_id,
+                            QueueMsg::ConsultEnded {
+                                agent: agent.clone(),
+                                complete,
+                                note,
+                            },
+                        );
+                        Ok(agent)
+                    }
+                };
+                let _ = reply.send(result);
+            }
             Command::Transfer {
                 call_id,
                 from_agent,
@@ -308,19 +508,9 @@ impl AcdTask {
                 note,
                 reply,
             } => {
-                let from = from_agent.or_else(|| {
-                    router
-                        .snapshot(now)
-                        .agents
-                        .into_iter()
-                        .find(|a| a.current_call.as_deref() == Some(call_id.as_str()))
-                        .map(|a| a.id)
-                });
+                let from = from_agent.or_else(|| router.connected_agent(&call_id));
                 let Some(from) = from else {
-                    let _ = reply.send(Err(AcdError::NotConnected {
-                        call_id,
-                        agent: String::new(),
-                    }));
+                    let _ = reply.send(Err(self.not_connected(call_id)));
                     return;
                 };
                 let target = match &to {
@@ -516,6 +706,18 @@ impl AcdTask {
         }
         self.actions = actions;
         rejected
+    }
+
+    /// A live call with no agent, or no live call at all.
+    fn not_connected(&self, call_id: String) -> AcdError {
+        if self.mailboxes.contains_key(&call_id) {
+            AcdError::NotConnected {
+                call_id,
+                agent: String::new(),
+            }
+        } else {
+            AcdError::UnknownCall(call_id)
+        }
     }
 
     fn send(&self, call_id: &str, msg: QueueMsg) {

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use super::acd::{offer_failure, QueueMsg};
 use super::CallDeps;
 use crate::acd::{Input, OfferFailure, OfferId, TransferTarget};
-use crate::media::engine::{MediaSession, StreamParams};
+use crate::media::engine::MediaSession;
 use crate::media::recorder::Recorder;
 use crate::sip::leg::{Leg, LegEvent, OutboundCall};
 use crate::sip::sdp;
@@ -24,6 +24,96 @@ pub(super) const HOLD_MUSIC: u64 = u64::MAX;
 pub(super) const CALLBACK_OFFER: u64 = u64::MAX - 1;
 /// Media token of the callback promise; the call ends when it finishes.
 pub(super) const CALLBACK_PROMISE: u64 = u64::MAX - 2;
+/// Media token of a position / estimated-wait announcement.
+pub(super) const ANNOUNCEMENT: u64 = u64::MAX - 3;
+/// Positions and minutes spoken one by one; beyond, "more" / "long".
+const MAX_SPOKEN: usize = 10;
+
+/// The service prompts that announce a position and a wait: loaded with
+/// the others (see `call::load_service_prompts`).
+pub fn announcement_prompt_names() -> Vec<String> {
+    let mut v: Vec<String> = (1..=MAX_SPOKEN)
+        .flat_map(|n| [format!("queue_position_{n}"), format!("queue_wait_{n}")])
+        .collect();
+    v.push("queue_position_more".into());
+    v.push("queue_wait_long".into());
+    v
+}
+
+/// Which prompts announce `position` and `wait_ms` (0: unknown, not said).
+pub fn announcement_names(position: usize, wait_ms: u64) -> Vec<String> {
+    let mut v = Vec::new();
+    if position == 0 {
+        return v;
+    }
+    v.push(if position <= MAX_SPOKEN {
+        format!("queue_position_{position}")
+    } else {
+        "queue_position_more".into()
+    });
+    if wait_ms > 0 {
+        let minutes = wait_ms.div_ceil(60_000) as usize;
+        v.push(if minutes <= MAX_SPOKEN {
+            format!("queue_wait_{minutes}")
+        } else {
+            "queue_wait_long".into()
+        });
+    }
+    v
+}
+
+/// How a supervisor joins a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorMode {
+    /// Hears both sides; nobody hears the supervisor.
+    Listen,
+    /// Hears both sides; only the agent hears the supervisor.
+    Whisper,
+    /// All three talk.
+    Barge,
+}
+
+impl MonitorMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            MonitorMode::Listen => "listen",
+            MonitorMode::Whisper => "whisper",
+            MonitorMode::Barge => "barge",
+        }
+    }
+}
+
+/// Why a leg to an agent's (or supervisor's) phone was placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum LegRole {
+    /// The ACD offered the call to this agent.
+    Offer(OfferId),
+    /// The connected agent consults this one (attended transfer).
+    Consult,
+    /// A supervisor listens, whispers or barges in.
+    Monitor,
+}
+
+/// Events of a leg that is now the connected one but did not come from an
+/// offer (a consulted agent or an outside number after the transfer).
+const NO_OFFER: OfferId = OfferId(u64::MAX);
+
+/// Hang up an answered phone, cancel one still ringing (in the background).
+fn end_phone(leg: Leg, answered: bool) {
+    tokio::spawn(async move {
+        if answered {
+            leg.hangup().await;
+        } else {
+            leg.cancel().await;
+        }
+    });
+}
+
+/// The name an outside number goes by where an agent id would be.
+fn outside(number: &str) -> String {
+    format!("tel:{number}")
+}
 
 /// What the caller's side must do after a queue event.
 pub(super) enum QueueOutcome {
@@ -32,16 +122,36 @@ pub(super) enum QueueOutcome {
     HangUp(&'static str),
 }
 
-/// Something an agent's leg reported, tagged with which offer it answers.
+/// Something an agent's leg reported, tagged with why that leg exists.
 pub(super) struct AgentEvent {
-    pub offer_id: OfferId,
+    pub role: LegRole,
     pub agent: String,
     pub event: LegEvent,
+}
+
+/// What the call record keeps of one leg (`call_legs`).
+struct LegLog {
+    seq: i64,
+    party: String,
+    role: &'static str,
+    offered_at: u64,
+    answered_at: Option<u64>,
+}
+
+/// A leg's outcome from the final status its phone gave.
+fn failure_outcome(status: u16) -> &'static str {
+    match status {
+        486 | 600 => "busy",
+        603 => "declined",
+        408 | 480 | 487 => "no_answer",
+        _ => "failed",
+    }
 }
 
 struct AgentLeg {
     leg: Leg,
     media: MediaSession,
+    log: LegLog,
 }
 
 struct Connected {
@@ -49,6 +159,32 @@ struct Connected {
     leg: Leg,
     media: MediaSession,
     sdp_version: u64,
+    log: LegLog,
+}
+
+/// A second agent rung by the connected one (attended transfer), or an
+/// outside number the call is being transferred to (`external`: the caller
+/// goes over as soon as it answers).
+struct Consult {
+    agent: String,
+    leg: Leg,
+    media: MediaSession,
+    answered: bool,
+    note: String,
+    external: bool,
+    log: LegLog,
+    /// Its phone gave a final failure (the leg row is written already).
+    failed: bool,
+}
+
+/// A supervisor's phone joined to the call.
+struct Monitor {
+    supervisor: String,
+    leg: Leg,
+    media: MediaSession,
+    answered: bool,
+    mode: MonitorMode,
+    log: LegLog,
 }
 
 /// How the agent side ended the call, if it did.
@@ -67,6 +203,13 @@ pub(super) struct Service {
     ringing: HashMap<(OfferId, String), AgentLeg>,
     answered: HashMap<(OfferId, String), AgentLeg>,
     connected: Option<Connected>,
+    consult: Option<Consult>,
+    monitor: Option<Monitor>,
+    /// An announcement or the callback offer is being spoken: no other
+    /// announcement cuts in.
+    speaking: bool,
+    /// Legs placed so far (numbering for `call_legs`).
+    legs_placed: i64,
     session_id: u64,
     pub queued: bool,
     queue: Option<String>,
@@ -103,6 +246,10 @@ impl Service {
             ringing: HashMap::new(),
             answered: HashMap::new(),
             connected: None,
+            consult: None,
+            monitor: None,
+            speaking: false,
+            legs_placed: 0,
             session_id: u64::from(rand::random::<u32>()),
             queued: false,
             queue: None,
@@ -119,14 +266,81 @@ impl Service {
         }
     }
 
+    /// The queue the caller is (or was last) in: overflow moves it.
+    pub fn queue(&self) -> Option<&str> {
+        self.queue.as_deref()
+    }
+
     pub fn set_customer(&mut self, id: Option<String>) {
         self.customer_id = id;
     }
 
-    /// Whether the caller should hear hold music now: waiting in a queue, or
-    /// held by the agent.
+    /// Whether the caller should hear hold music now: waiting in a queue,
+    /// held by the agent, or while the agent consults a colleague.
     pub fn wants_hold_music(&self) -> bool {
-        self.queued || self.held
+        self.queued || self.held || self.consult.is_some()
+    }
+
+    /// A prompt the queue side played ended: back to the music.
+    pub fn prompt_finished(&mut self, customer: &MediaSession) {
+        self.speaking = false;
+        self.play_hold_music(customer);
+    }
+
+    /// Who hears whom, from the state of the call: the caller and the
+    /// connected agent; during a consultation the two agents (the caller
+    /// hears music); a monitoring supervisor hears caller and agent, and is
+    /// heard by the agent (whisper) or by both (barge). Idempotent.
+    fn arrange(&self, customer: &MediaSession) {
+        let supervisor = self
+            .monitor
+            .as_ref()
+            .filter(|m| m.answered)
+            .map(|m| (&m.media, m.mode));
+        let Some(c) = &self.connected else {
+            customer.unbridge();
+            if let Some((s, _)) = supervisor {
+                s.hear(&[customer]);
+            }
+            return;
+        };
+        let agent = &c.media;
+        if let Some(k) = &self.consult {
+            customer.hear(&[]);
+            if k.answered {
+                agent.hear(&[&k.media]);
+                k.media.hear(&[agent]);
+            } else {
+                agent.hear(&[]);
+            }
+            if let Some((s, _)) = supervisor {
+                s.hear(&[customer, agent]);
+            }
+            return;
+        }
+        match supervisor {
+            None => {
+                customer.hear(&[agent]);
+                agent.hear(&[customer]);
+            }
+            Some((s, mode)) => {
+                s.hear(&[customer, agent]);
+                match mode {
+                    MonitorMode::Listen => {
+                        customer.hear(&[agent]);
+                        agent.hear(&[customer]);
+                    }
+                    MonitorMode::Whisper => {
+                        customer.hear(&[agent]);
+                        agent.hear(&[customer, s]);
+                    }
+                    MonitorMode::Barge => {
+                        customer.hear(&[agent, s]);
+                        agent.hear(&[customer, s]);
+                    }
+                }
+            }
+        }
     }
 
     /// (Re)start the hold music when the caller should hear it.
@@ -189,9 +403,11 @@ impl Service {
                 for agent in agents {
                     if let Some(a) = self.ringing.remove(&(offer_id, agent.clone())) {
                         debug!(%agent, "cancelling offer");
+                        self.leg_ended(&a.log, "cancelled");
                         tokio::spawn(async move { a.leg.cancel().await });
                     }
                     if let Some(a) = self.answered.remove(&(offer_id, agent)) {
+                        self.leg_ended(&a.log, "cancelled");
                         tokio::spawn(async move { a.leg.hangup().await });
                     }
                 }
@@ -203,18 +419,23 @@ impl Service {
             } => self.connect(offer_id, agent, waited_ms, customer),
             QueueMsg::Stale { offer_id, agent } => {
                 if let Some(a) = self.answered.remove(&(offer_id, agent)) {
+                    self.leg_ended(&a.log, "cancelled");
                     tokio::spawn(async move { a.leg.hangup().await });
                 }
             }
             QueueMsg::Announce {
                 position,
                 estimated_wait_ms,
-            } => info!(position, estimated_wait_ms, "still waiting in queue"),
-            QueueMsg::Overflowed { to } => info!(%to, "moved to another queue"),
+            } => self.announce(position, estimated_wait_ms, customer),
+            QueueMsg::Overflowed { to } => {
+                info!(%to, "moved to another queue");
+                self.queue = Some(to);
+            }
             QueueMsg::OfferCallback => match self.deps.service_prompts.get("callback_offer") {
                 Some(p) => {
                     info!("offering a callback");
                     self.callback_offered = true;
+                    self.speaking = true;
                     customer.play(p.clone(), CALLBACK_OFFER);
                 }
                 None => debug!("no callback_offer prompt: the caller keeps waiting"),
@@ -256,12 +477,16 @@ impl Service {
             } => {
                 info!(%from_agent, %to, "transferred");
                 if let Some(c) = self.connected.take() {
-                    customer.unbridge();
+                    self.leg_ended(&c.log, "transferred");
                     tokio::spawn(async move {
-                        c.leg.hangup().await;
+                        // A REFER's 202 is still on its way out: let it go
+                        // before the BYE (the agent hears nothing meanwhile).
                         drop(c.media);
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        c.leg.hangup().await;
                     });
                 }
+                self.arrange(customer);
                 self.transfers.push(crate::store::TransferHop {
                     at: self.deps.clock.now_ms() as i64,
                     from_agent,
@@ -272,8 +497,304 @@ impl Service {
                 self.queued = true;
                 self.play_hold_music(customer);
             }
+            QueueMsg::Consult { agent, note } => self.consult(agent, note, customer).await,
+            QueueMsg::TransferOut { number, note } => {
+                if let Err(e) = self.transfer_out(number, note, customer).await {
+                    warn!(error = %e, "transfer to an outside number refused");
+                }
+            }
+            QueueMsg::ConsultEnded {
+                agent,
+                complete,
+                note,
+            } => self.end_consult(&agent, complete, note, customer),
+            QueueMsg::Monitor { supervisor, mode } => {
+                self.start_monitor(supervisor, mode, customer).await
+            }
+            QueueMsg::MonitorStop => {
+                if let Some(m) = self.monitor.take() {
+                    info!(supervisor = %m.supervisor, "monitoring stopped");
+                    self.monitor_ended(&m.supervisor);
+                    self.leg_ended(&m.log, "connected");
+                    tokio::spawn(async move { m.leg.hangup().await });
+                    self.arrange(customer);
+                }
+            }
         }
         QueueOutcome::Continue
+    }
+
+    /// Tell the waiting caller their position and the expected wait, over
+    /// the music; skipped while the callback offer is being spoken.
+    fn announce(&mut self, position: usize, wait_ms: u64, customer: &MediaSession) {
+        if !self.queued || self.speaking || self.held {
+            return;
+        }
+        let parts: Vec<Arc<crate::media::prompt::Prompt>> = announcement_names(position, wait_ms)
+            .iter()
+            .filter_map(|n| self.deps.service_prompts.get(n).cloned())
+            .collect();
+        info!(
+            position,
+            wait_ms,
+            parts = parts.len(),
+            "announcing position in queue"
+        );
+        if parts.is_empty() {
+            return;
+        }
+        // Joined once per announcement (every 30 s or so), not per packet.
+        let pcm: Vec<i16> = parts.iter().flat_map(|p| p.pcm().iter().copied()).collect();
+        let prompt = crate::media::prompt::Prompt::from_samples(
+            PathBuf::from(format!("announcement-{position}")),
+            pcm,
+        );
+        self.speaking = true;
+        customer.play(Arc::new(prompt), ANNOUNCEMENT);
+    }
+
+    /// Attended transfer, step 1: the caller goes on hold, the agent's
+    /// colleague is rung; on answer the two agents talk.
+    async fn consult(&mut self, agent: String, note: String, customer: &MediaSession) {
+        if self.connected.is_none() || self.consult.is_some() {
+            self.consult_failed(&agent);
+            return;
+        }
+        let mut headers = vec![("X-Hotline-Consult".to_string(), "1".to_string())];
+        if !note.is_empty() {
+            headers.push((
+                "X-Hotline-Note".to_string(),
+                note.replace(['\r', '\n'], " "),
+            ));
+        }
+        match self.dial(&agent, LegRole::Consult, customer, headers).await {
+            Some(a) => {
+                info!(%agent, "consulting");
+                self.consult = Some(Consult {
+                    agent,
+                    leg: a.leg,
+                    media: a.media,
+                    answered: false,
+                    note,
+                    external: false,
+                    log: a.log,
+                    failed: false,
+                });
+                self.arrange(customer);
+                self.play_hold_music(customer);
+            }
+            None => self.consult_failed(&agent),
+        }
+    }
+
+    /// Transfer to an allow-listed outside number through the gateway: the
+    /// caller holds while it rings and goes over when it answers (the agent
+    /// is released then); if it fails, the caller is back with the agent.
+    async fn transfer_out(
+        &mut self,
+        number: String,
+        note: String,
+        customer: &MediaSession,
+    ) -> Result<(), String> {
+        if !crate::config::number_allowed(&self.deps.transfer_numbers, &number) {
+            return Err(format!("{number} is not on the transfer allow-list"));
+        }
+        let Some(gateway) = self.deps.transfer_gateway else {
+            return Err("no transfer gateway configured".into());
+        };
+        if self.connected.is_none() || self.consult.is_some() {
+            return Err("the call is not connected, or a transfer is going on".into());
+        }
+        let agent = outside(&number);
+        let target = (
+            format!("sip:{number}@{gateway}"),
+            gateway,
+            "UDP".to_string(),
+        );
+        let AgentLeg { leg, media, log } =
+            self.place(&agent, LegRole::Consult, target, customer, Vec::new())?;
+        info!(%number, %gateway, "transferring to an outside number");
+        self.consult = Some(Consult {
+            agent,
+            leg,
+            media,
+            answered: false,
+            note,
+            external: true,
+            log,
+            failed: false,
+        });
+        self.arrange(customer);
+        self.play_hold_music(customer);
+        Ok(())
+    }
+
+    fn consult_failed(&self, agent: &str) {
+        if self.consult.as_ref().is_some_and(|k| k.external) {
+            // The router never heard of an outside number.
+            return;
+        }
+        self.deps.acd.input(Input::ConsultEnded {
+            call_id: self.call_id.clone(),
+            agent: agent.to_string(),
+            complete: false,
+            note: String::new(),
+        });
+    }
+
+    /// Attended transfer, step 2: the caller goes to the consulted agent
+    /// (`complete`, the first agent's leg ends) or back to the first agent.
+    /// The router has already agreed.
+    fn end_consult(&mut self, agent: &str, complete: bool, note: String, customer: &MediaSession) {
+        let Some(k) = self.consult.take().filter(|k| k.agent == agent) else {
+            return;
+        };
+        if complete && k.answered {
+            let note = if note.is_empty() { k.note } else { note };
+            let to = match k.agent.strip_prefix("tel:") {
+                Some(number) if k.external => format!("number {number}"),
+                _ => format!("agent {}", k.agent),
+            };
+            if let Some(first) = self.connected.take() {
+                info!(from = %first.agent, %to, "transfer completed");
+                if k.external {
+                    // The agent is done with this call; the router lets go of it.
+                    self.deps.acd.input(Input::CallEnded {
+                        call_id: self.call_id.clone(),
+                        agent: first.agent.clone(),
+                    });
+                }
+                self.transfers.push(crate::store::TransferHop {
+                    at: self.deps.clock.now_ms() as i64,
+                    from_agent: first.agent.clone(),
+                    to,
+                    note,
+                });
+                self.leg_ended(&first.log, "transferred");
+                tokio::spawn(async move {
+                    first.leg.hangup().await;
+                    drop(first.media);
+                });
+            }
+            if !k.external {
+                self.agent_id = Some(k.agent.clone());
+                self.deps
+                    .events
+                    .publish(crate::events::Event::CallAnswered {
+                        call_id: self.call_id.clone(),
+                        agent: k.agent.clone(),
+                    });
+            }
+            self.connected = Some(Connected {
+                agent: k.agent,
+                leg: k.leg,
+                media: k.media,
+                sdp_version: 1,
+                log: k.log,
+            });
+        } else {
+            info!(agent = %k.agent, "consultation cancelled");
+            if k.answered {
+                self.leg_ended(&k.log, "consulted");
+            } else if !k.failed {
+                self.leg_ended(&k.log, "cancelled");
+            }
+            end_phone(k.leg, k.answered);
+        }
+        if !self.held {
+            customer.stop_playing();
+        }
+        self.arrange(customer);
+        self.play_hold_music(customer);
+    }
+
+    /// Live pages learn the supervisor is gone (mode `none`).
+    fn monitor_ended(&self, supervisor: &str) {
+        self.deps
+            .events
+            .publish(crate::events::Event::CallMonitored {
+                call_id: self.call_id.clone(),
+                supervisor: supervisor.to_string(),
+                mode: "none".to_string(),
+            });
+    }
+
+    async fn start_monitor(
+        &mut self,
+        supervisor: String,
+        mode: MonitorMode,
+        customer: &MediaSession,
+    ) {
+        if let Some(m) = self.monitor.as_mut().filter(|m| m.supervisor == supervisor) {
+            info!(%supervisor, mode = mode.name(), "monitoring mode changed");
+            m.mode = mode;
+            self.deps
+                .events
+                .publish(crate::events::Event::CallMonitored {
+                    call_id: self.call_id.clone(),
+                    supervisor,
+                    mode: mode.name().to_string(),
+                });
+            self.arrange(customer);
+            return;
+        }
+        if let Some(old) = self.monitor.take() {
+            self.leg_ended(&old.log, "connected");
+            tokio::spawn(async move { old.leg.hangup().await });
+        }
+        let headers = vec![("X-Hotline-Monitor".to_string(), mode.name().to_string())];
+        if let Some(a) = self
+            .dial(&supervisor, LegRole::Monitor, customer, headers)
+            .await
+        {
+            info!(%supervisor, mode = mode.name(), "calling the supervisor's phone");
+            self.monitor = Some(Monitor {
+                supervisor,
+                leg: a.leg,
+                media: a.media,
+                answered: false,
+                mode,
+                log: a.log,
+            });
+        }
+    }
+
+    fn new_leg_log(&mut self, party: &str, role: LegRole) -> LegLog {
+        self.legs_placed += 1;
+        LegLog {
+            seq: self.legs_placed,
+            party: party.to_string(),
+            role: match role {
+                LegRole::Offer(_) => "offer",
+                LegRole::Consult if party.starts_with("tel:") => "transfer",
+                LegRole::Consult => "consult",
+                LegRole::Monitor => "monitor",
+            },
+            offered_at: self.deps.clock.now_ms(),
+            answered_at: None,
+        }
+    }
+
+    /// The leg is over: its row goes to the store (batched, never waited for).
+    fn leg_ended(&self, log: &LegLog, outcome: &str) {
+        let leg = crate::store::CallLeg {
+            call_id: self.call_id.clone(),
+            seq: log.seq,
+            party: log.party.clone(),
+            role: log.role.to_string(),
+            offered_at: log.offered_at as i64,
+            answered_at: log.answered_at.map(|t| t as i64),
+            ended_at: self.deps.clock.now_ms() as i64,
+            outcome: outcome.to_string(),
+        };
+        if self
+            .deps
+            .writer
+            .try_send(crate::store::WriteOp::CallLeg(leg))
+            .is_err()
+        {
+            warn!("store writer full: a call leg row is lost");
+        }
     }
 
     async fn ring(
@@ -283,75 +804,114 @@ impl Service {
         customer: &MediaSession,
         note: Option<&str>,
     ) {
-        let fail = |deps: &CallDeps, reason| {
-            deps.acd.input(Input::OfferFailed {
-                offer_id,
-                agent: agent.clone(),
-                reason,
-            })
-        };
-        let bindings = self.deps.sip.lookup(&agent).await;
-        let Some(binding) = bindings.into_iter().next() else {
-            info!(%agent, "agent has no live registration");
-            fail(&self.deps, OfferFailure::Error);
-            return;
-        };
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let media = match self.deps.media.open_near(customer, tx) {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(error = %e, "no media port for the agent leg");
-                fail(&self.deps, OfferFailure::Error);
-                return;
-            }
-        };
-        // Agent-side media events (timeouts) are not the caller's business.
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        let mut headers = vec![("X-Hotline-Call".to_string(), self.call_id.clone())];
-        if let Some(c) = &self.customer_id {
-            headers.push(("X-Hotline-Customer".to_string(), c.clone()));
-        }
+        let mut headers = Vec::new();
         if let Some(n) = note {
             headers.push(("X-Hotline-Note".to_string(), n.replace(['\r', '\n'], " ")));
         }
+        match self
+            .dial(&agent, LegRole::Offer(offer_id), customer, headers)
+            .await
+        {
+            Some(a) => {
+                self.deps.events.publish(crate::events::Event::CallOffered {
+                    call_id: self.call_id.clone(),
+                    agent: agent.clone(),
+                });
+                self.ringing.insert((offer_id, agent), a);
+            }
+            None => self.deps.acd.input(Input::OfferFailed {
+                offer_id,
+                agent,
+                reason: OfferFailure::Error,
+            }),
+        }
+    }
+
+    /// INVITE `user`'s registered phone with the caller's number and the
+    /// call and customer ids (screen pop); its events come back tagged
+    /// with `role`. None when the user has no live registration or no
+    /// media port is free.
+    async fn dial(
+        &mut self,
+        user: &str,
+        role: LegRole,
+        customer: &MediaSession,
+        extra_headers: Vec<(String, String)>,
+    ) -> Option<AgentLeg> {
+        let bindings = self.deps.sip.lookup(user).await;
+        let Some(binding) = bindings.into_iter().next() else {
+            info!(%user, "no live registration");
+            return None;
+        };
+        let mut headers = Vec::new();
+        if let Some(c) = &self.customer_id {
+            headers.push(("X-Hotline-Customer".to_string(), c.clone()));
+        }
+        headers.extend(extra_headers);
+        let target = (
+            binding.contact.clone(),
+            binding.source,
+            binding.transport.clone(),
+        );
+        match self.place(user, role, target, customer, headers) {
+            Ok(a) => {
+                info!(%user, contact = %binding.contact, ?role, "ringing");
+                Some(a)
+            }
+            Err(e) => {
+                warn!(%user, error = %e, "cannot call the phone");
+                None
+            }
+        }
+    }
+
+    /// INVITE `party` at `(request URI, address, transport)` from the caller's
+    /// number with a media session beside the caller's; its events come back
+    /// tagged with `role` and its leg is numbered for `call_legs`.
+    fn place(
+        &mut self,
+        party: &str,
+        role: LegRole,
+        (target, destination, transport): (String, std::net::SocketAddr, String),
+        customer: &MediaSession,
+        extra_headers: Vec<(String, String)>,
+    ) -> Result<AgentLeg, String> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let media = self
+            .deps
+            .media
+            .open_near(customer, tx)
+            .map_err(|e| format!("no media port: {e}"))?;
+        // The far side's media events (timeouts) are not the caller's business.
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let mut headers = vec![("X-Hotline-Call".to_string(), self.call_id.clone())];
+        headers.extend(extra_headers);
         let call = OutboundCall {
-            target: binding.contact.clone(),
-            destination: binding.source,
-            transport: binding.transport.clone(),
+            target,
+            destination,
+            transport,
             from_user: self.caller.clone(),
             from_display: None,
             sdp: sdp::write_offer(self.session_id, 1, media.local_addr()),
             headers,
         };
-        match self.deps.sip.invite(call) {
-            Ok((leg, mut events)) => {
-                info!(%agent, contact = %binding.contact, "ringing agent");
-                self.deps.events.publish(crate::events::Event::CallOffered {
-                    call_id: self.call_id.clone(),
-                    agent: agent.clone(),
-                });
-                let tx = self.agent_tx.clone();
-                let a = agent.clone();
-                tokio::spawn(async move {
-                    while let Some(event) = events.recv().await {
-                        let ev = AgentEvent {
-                            offer_id,
-                            agent: a.clone(),
-                            event,
-                        };
-                        if tx.send(ev).is_err() {
-                            break;
-                        }
-                    }
-                });
-                self.ringing
-                    .insert((offer_id, agent), AgentLeg { leg, media });
+        let (leg, mut events) = self.deps.sip.invite(call)?;
+        let tx = self.agent_tx.clone();
+        let a = party.to_string();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let ev = AgentEvent {
+                    role,
+                    agent: a.clone(),
+                    event,
+                };
+                if tx.send(ev).is_err() {
+                    break;
+                }
             }
-            Err(e) => {
-                warn!(%agent, error = %e, "cannot call the agent");
-                fail(&self.deps, OfferFailure::Error);
-            }
-        }
+        });
+        let log = self.new_leg_log(party, role);
+        Ok(AgentLeg { leg, media, log })
     }
 
     fn connect(
@@ -365,8 +925,14 @@ impl Service {
             warn!(%agent, "connect for an offer that was not answered");
             return;
         };
-        let recorder = self.start_recording();
+        // One recording per call, across transfers: started at the first
+        // agent, it goes on (music while waiting again, then the next agent).
+        let recorder = match self.recording {
+            None => self.start_recording(),
+            Some(_) => None,
+        };
         customer.stop_playing();
+        self.speaking = false;
         if !customer.bridge(&a.media, recorder) {
             warn!("media sessions on different workers; cannot bridge");
         }
@@ -387,7 +953,9 @@ impl Service {
             leg: a.leg,
             media: a.media,
             sdp_version: 1,
+            log: a.log,
         });
+        self.arrange(customer);
     }
 
     fn start_recording(&mut self) -> Option<Recorder> {
@@ -406,17 +974,10 @@ impl Service {
             warn!(dir = %dir.display(), error = %e, "cannot create the recordings folder");
             return None;
         }
-        // After a transfer the next agent's part goes beside the first file.
-        let path = match self.transfers.len() {
-            0 => dir.join(format!("{}.wav", self.call_id)),
-            n => dir.join(format!("{}-{}.wav", self.call_id, n + 1)),
-        };
+        let path = dir.join(format!("{}.wav", self.call_id));
         match Recorder::create(&path) {
             Ok(r) => {
-                // The record keeps the first part; later parts are `<id>-N.wav`.
-                if self.recording.is_none() {
-                    self.recording = Some(path.display().to_string());
-                }
+                self.recording = Some(path.display().to_string());
                 Some(r)
             }
             Err(e) => {
@@ -431,33 +992,47 @@ impl Service {
         ev: AgentEvent,
         customer: &MediaSession,
     ) -> Option<AgentOutcome> {
-        let key = (ev.offer_id, ev.agent.clone());
+        let connected = self.connected.as_ref().is_some_and(|c| c.agent == ev.agent);
+        match ev.role {
+            LegRole::Offer(offer_id) => self.on_offer_leg(offer_id, ev, customer).await,
+            // The consulted agent (or outside number) took over the call.
+            LegRole::Consult if connected => self.on_offer_leg(NO_OFFER, ev, customer).await,
+            LegRole::Consult => {
+                self.on_consult_leg(ev, customer).await;
+                None
+            }
+            LegRole::Monitor => {
+                self.on_monitor_leg(ev, customer).await;
+                None
+            }
+        }
+    }
+
+    async fn on_offer_leg(
+        &mut self,
+        offer_id: OfferId,
+        ev: AgentEvent,
+        customer: &MediaSession,
+    ) -> Option<AgentOutcome> {
+        let key = (offer_id, ev.agent.clone());
         match ev.event {
             LegEvent::Ringing => debug!(agent = %ev.agent, "agent phone ringing"),
             LegEvent::Answered { sdp: answer } => {
-                let a = self.ringing.remove(&key)?;
-                match answer
-                    .as_deref()
-                    .map(|s| sdp::parse(s).and_then(|r| sdp::negotiate(&r)))
-                {
+                let mut a = self.ringing.remove(&key)?;
+                a.log.answered_at = Some(self.deps.clock.now_ms());
+                match answer.as_deref().map(super::negotiate) {
                     Some(Ok(n)) => {
-                        a.media.configure(StreamParams {
-                            remote: n.remote,
-                            codec: n.codec,
-                            dtmf_pt: n.dtmf_pt,
-                            send: !n.remote_on_hold(),
-                        });
+                        a.media.configure(super::params(&n));
                         info!(agent = %ev.agent, "agent answered");
-                        self.deps
-                            .acd
-                            .answered(&self.call_id, ev.offer_id, &ev.agent);
+                        self.deps.acd.answered(&self.call_id, offer_id, &ev.agent);
                         self.answered.insert(key, a);
                     }
                     _ => {
                         warn!(agent = %ev.agent, "agent answered without a usable SDP answer");
+                        self.leg_ended(&a.log, "failed");
                         tokio::spawn(async move { a.leg.hangup().await });
                         self.deps.acd.input(Input::OfferFailed {
-                            offer_id: ev.offer_id,
+                            offer_id,
                             agent: ev.agent,
                             reason: OfferFailure::Error,
                         });
@@ -465,10 +1040,11 @@ impl Service {
                 }
             }
             LegEvent::Failed { status } => {
-                if self.ringing.remove(&key).is_some() {
+                if let Some(a) = self.ringing.remove(&key) {
                     info!(agent = %ev.agent, status, "agent did not take the call");
+                    self.leg_ended(&a.log, failure_outcome(status));
                     self.deps.acd.input(Input::OfferFailed {
-                        offer_id: ev.offer_id,
+                        offer_id,
                         agent: ev.agent,
                         reason: offer_failure(status),
                     });
@@ -477,7 +1053,26 @@ impl Service {
             LegEvent::Ended(cause) => {
                 if self.connected.as_ref().is_some_and(|c| c.agent == ev.agent) {
                     info!(agent = %ev.agent, cause = %cause.describe(), "agent hung up");
+                    if self.consult.as_ref().is_some_and(|k| k.answered) {
+                        // Hanging up after consulting completes the transfer.
+                        let k = self.consult.as_ref().map(|k| k.agent.clone());
+                        if let Some(agent) = k {
+                            self.deps.acd.input(Input::ConsultEnded {
+                                call_id: self.call_id.clone(),
+                                agent: agent.clone(),
+                                complete: true,
+                                note: String::new(),
+                            });
+                            self.end_consult(&agent, true, String::new(), customer);
+                            return None;
+                        }
+                    }
+                    if let Some(k) = self.consult.take() {
+                        self.leg_ended(&k.log, "cancelled");
+                        tokio::spawn(async move { k.leg.cancel().await });
+                    }
                     if let Some(c) = self.connected.take() {
+                        self.leg_ended(&c.log, "connected");
                         self.deps.acd.input(Input::CallEnded {
                             call_id: self.call_id.clone(),
                             agent: c.agent,
@@ -485,7 +1080,9 @@ impl Service {
                     }
                     return Some(AgentOutcome::AgentHungUp);
                 }
-                self.answered.remove(&key);
+                if let Some(a) = self.answered.remove(&key) {
+                    self.leg_ended(&a.log, "cancelled");
+                }
             }
             LegEvent::Reinvite { sdp: offer, reply } => {
                 // The agent holds or resumes: answer, and stop sending while held.
@@ -493,17 +1090,9 @@ impl Service {
                     reply.reject(491).await;
                     return None;
                 };
-                match offer
-                    .as_deref()
-                    .map(|s| sdp::parse(s).and_then(|r| sdp::negotiate(&r)))
-                {
+                match offer.as_deref().map(super::negotiate) {
                     Some(Ok(n)) => {
-                        c.media.configure(StreamParams {
-                            remote: n.remote,
-                            codec: n.codec,
-                            dtmf_pt: n.dtmf_pt,
-                            send: !n.remote_on_hold(),
-                        });
+                        c.media.configure(super::params(&n));
                         c.sdp_version += 1;
                         let held = n.remote_on_hold();
                         if held != self.held {
@@ -549,9 +1138,14 @@ impl Service {
                     }
                 });
                 let Some(target) = target else {
-                    // Only agents and queues: outside numbers need an allow-list (not yet).
-                    warn!(%refer_to, "transfer target is neither an agent nor a queue");
-                    reply.reject(403).await;
+                    let number = crate::sip::uri_user(&refer_to).unwrap_or_default();
+                    match self.transfer_out(number, String::new(), customer).await {
+                        Ok(()) => reply.accepted().await,
+                        Err(e) => {
+                            warn!(%refer_to, error = %e, "transfer target refused");
+                            reply.reject(403).await;
+                        }
+                    }
                     return None;
                 };
                 match self
@@ -572,15 +1166,134 @@ impl Service {
         None
     }
 
+    async fn on_consult_leg(&mut self, ev: AgentEvent, customer: &MediaSession) {
+        let ours = self.consult.as_ref().is_some_and(|k| k.agent == ev.agent);
+        match ev.event {
+            LegEvent::Answered { sdp: answer } if ours => {
+                let usable = answer.as_deref().map(super::negotiate);
+                match (usable, self.consult.as_mut()) {
+                    (Some(Ok(n)), Some(k)) => {
+                        k.media.configure(super::params(&n));
+                        k.answered = true;
+                        k.log.answered_at = Some(self.deps.clock.now_ms());
+                        if k.external {
+                            let note = k.note.clone();
+                            info!(number = %ev.agent, "outside number answered");
+                            self.end_consult(&ev.agent, true, note, customer);
+                            return;
+                        }
+                        info!(agent = %ev.agent, "consulted agent answered");
+                        self.deps.acd.input(Input::ConsultAnswered {
+                            call_id: self.call_id.clone(),
+                            agent: ev.agent.clone(),
+                        });
+                        self.deps
+                            .events
+                            .publish(crate::events::Event::CallConsulting {
+                                call_id: self.call_id.clone(),
+                                agent: ev.agent,
+                            });
+                        self.arrange(customer);
+                    }
+                    _ => {
+                        warn!(agent = %ev.agent, "consulted agent answered without a usable SDP");
+                        self.consult_failed(&ev.agent);
+                        self.end_consult(&ev.agent, false, String::new(), customer);
+                    }
+                }
+            }
+            LegEvent::Failed { status } if ours => {
+                info!(agent = %ev.agent, status, "consulted agent did not answer");
+                if let Some(k) = self.consult.as_mut() {
+                    k.failed = true;
+                }
+                if let Some(k) = self.consult.as_ref() {
+                    self.leg_ended(&k.log, failure_outcome(status));
+                }
+                self.consult_failed(&ev.agent);
+                self.end_consult(&ev.agent, false, String::new(), customer);
+            }
+            LegEvent::Ended(_) if ours => {
+                info!(agent = %ev.agent, "consulted agent hung up");
+                self.consult_failed(&ev.agent);
+                self.end_consult(&ev.agent, false, String::new(), customer);
+            }
+            LegEvent::Reinvite { reply, .. } => reply.reject(488).await,
+            LegEvent::Info { reply, .. } => reply.ok(None).await,
+            LegEvent::Refer { reply, .. } => reply.reject(403).await,
+            _ => {}
+        }
+    }
+
+    async fn on_monitor_leg(&mut self, ev: AgentEvent, customer: &MediaSession) {
+        let ours = self
+            .monitor
+            .as_ref()
+            .is_some_and(|m| m.supervisor == ev.agent);
+        match ev.event {
+            LegEvent::Answered { sdp: answer } if ours => {
+                let usable = answer.as_deref().map(super::negotiate);
+                match (usable, self.monitor.as_mut()) {
+                    (Some(Ok(n)), Some(m)) => {
+                        m.media.configure(super::params(&n));
+                        m.answered = true;
+                        m.log.answered_at = Some(self.deps.clock.now_ms());
+                        info!(supervisor = %ev.agent, mode = m.mode.name(), "supervisor joined");
+                        self.deps
+                            .events
+                            .publish(crate::events::Event::CallMonitored {
+                                call_id: self.call_id.clone(),
+                                supervisor: ev.agent,
+                                mode: m.mode.name().to_string(),
+                            });
+                        self.arrange(customer);
+                    }
+                    _ => {
+                        if let Some(m) = self.monitor.take() {
+                            tokio::spawn(async move { m.leg.hangup().await });
+                        }
+                    }
+                }
+            }
+            LegEvent::Failed { .. } | LegEvent::Ended(_) if ours => {
+                info!(supervisor = %ev.agent, "supervisor left");
+                self.monitor_ended(&ev.agent);
+                if let Some(m) = self.monitor.take() {
+                    let outcome = match &ev.event {
+                        LegEvent::Failed { status } => failure_outcome(*status),
+                        _ => "connected",
+                    };
+                    self.leg_ended(&m.log, outcome);
+                }
+                self.arrange(customer);
+            }
+            LegEvent::Reinvite { reply, .. } => reply.reject(488).await,
+            LegEvent::Info { reply, .. } => reply.ok(None).await,
+            LegEvent::Refer { reply, .. } => reply.reject(403).await,
+            _ => {}
+        }
+    }
+
     /// The caller is gone: cancel what rings, hang up the agent, tell the ACD.
     pub async fn caller_gone(&mut self) {
-        for (_, a) in self.ringing.drain() {
+        if let Some(k) = self.consult.take() {
+            self.leg_ended(&k.log, if k.answered { "consulted" } else { "cancelled" });
+            end_phone(k.leg, k.answered);
+        }
+        if let Some(m) = self.monitor.take() {
+            self.leg_ended(&m.log, if m.answered { "connected" } else { "cancelled" });
+            end_phone(m.leg, m.answered);
+        }
+        for (_, a) in std::mem::take(&mut self.ringing) {
+            self.leg_ended(&a.log, "cancelled");
             tokio::spawn(async move { a.leg.cancel().await });
         }
-        for (_, a) in self.answered.drain() {
+        for (_, a) in std::mem::take(&mut self.answered) {
+            self.leg_ended(&a.log, "cancelled");
             tokio::spawn(async move { a.leg.hangup().await });
         }
         if let Some(c) = self.connected.take() {
+            self.leg_ended(&c.log, "connected");
             c.leg.hangup().await;
             self.deps.acd.input(Input::CallEnded {
                 call_id: self.call_id.clone(),

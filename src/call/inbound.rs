@@ -1,25 +1,24 @@
 //! The task that owns one inbound call from INVITE to BYE.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::acd::QueueMsg;
 use super::agent::{
-    AgentEvent, AgentOutcome, QueueOutcome, Service, CALLBACK_OFFER, CALLBACK_PROMISE, HOLD_MUSIC,
+    AgentEvent, AgentOutcome, QueueOutcome, Service, ANNOUNCEMENT, CALLBACK_OFFER,
+    CALLBACK_PROMISE, HOLD_MUSIC,
 };
-use super::{CallDeps, Routing};
-use crate::ivr::{
-    CustomerSummary, HangupReason, Interpreter, IvrAction, IvrEvent, PromptId, TimerId,
-};
-use crate::media::engine::{DtmfMethod, MediaEvent, MediaSession, StreamParams};
+use super::ivr_driver::IvrDriver;
+use super::{negotiate, params, CallDeps, Routing};
+use crate::ivr::{CustomerSummary, HangupReason, IvrAction, IvrEvent};
+use crate::media::engine::{DtmfMethod, MediaEvent, MediaSession};
 use crate::sip::leg::{InboundCall, Leg, LegEvent};
-use crate::sip::sdp::{self, Negotiated};
+use crate::sip::sdp;
 use crate::store::{CallArrival, CallCompletion, Direction, WriteOp};
 
 /// Results of work the call started elsewhere (store look-ups and writes).
@@ -38,25 +37,6 @@ pub(super) async fn run(call: InboundCall, deps: Arc<CallDeps>) {
     let span =
         info_span!("call", call_id = %call.call_id, caller = %call.caller, called = %call.called);
     run_inner(call, deps).instrument(span).await
-}
-
-fn params(n: &Negotiated) -> StreamParams {
-    StreamParams {
-        remote: n.remote,
-        codec: n.codec,
-        dtmf_pt: n.dtmf_pt,
-        send: !n.remote_on_hold(),
-    }
-}
-
-fn negotiate(sdp_text: &str) -> Result<Negotiated, sdp::SdpError> {
-    sdp::parse(sdp_text).and_then(|r| sdp::negotiate(&r))
-}
-
-fn utc(ms: u64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms as i64)
-        .single()
-        .unwrap_or_default()
 }
 
 /// A record id that is safe in file names and unique across nodes.
@@ -118,11 +98,8 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
         work_order: None,
         hold_started: None,
         hold_ms: 0,
-        timers: HashMap::new(),
-        current_prompt: None,
-        pending: VecDeque::new(),
+        ivr: IvrDriver::default(),
         ending: None,
-        interp: None,
         media: None,
     };
 
@@ -203,17 +180,20 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
         let store = deps.store.clone();
         let tx = internal_tx.clone();
         let number = caller.clone();
+        let (now_ms, ownership_ms) = (deps.clock.now_ms(), deps.ownership_ms);
         tokio::spawn(async move {
-            let found =
-                tokio::time::timeout(Duration::from_secs(2), lookup_customer(&store, &number))
-                    .await
-                    .unwrap_or(None);
+            let found = tokio::time::timeout(
+                Duration::from_secs(2),
+                lookup_customer(&store, &number, now_ms, ownership_ms),
+            )
+            .await
+            .unwrap_or(None);
             let _ = tx.send(Internal::Customer(found));
         });
     }
 
     while call.ending.is_none() {
-        let next_timer = call.timers.values().min().copied();
+        let next_timer = call.ivr.next_timer();
         tokio::select! {
             ev = events.recv() => match ev {
                 None => call.ending = Some(Ending { cause: "dialog_lost".into(), side: "network" }),
@@ -233,8 +213,7 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
                         }
                     }
                     call.answered_ms = Some(deps.clock.now_ms());
-                    call.interp = Some(Interpreter::new(plan.clone()));
-                    call.pending.push_back(IvrEvent::Started { caller: caller.clone(), called: called.clone() });
+                    call.ivr.start(plan.clone(), IvrEvent::Started { caller: caller.clone(), called: called.clone() });
                 }
                 Some(LegEvent::Reinvite { sdp: body, reply }) => {
                     match body.as_deref().map(negotiate) {
@@ -272,26 +251,21 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
                 Some(LegEvent::Refer { reply, .. }) => reply.reject(403).await,
                 Some(LegEvent::Ended(cause)) => {
                     call.service.caller_gone().await;
-                    call.pending.push_back(IvrEvent::CallerHungUp);
+                    call.ivr.pending.push_back(IvrEvent::CallerHungUp);
                     call.ending = Some(Ending { cause: cause.describe(), side: cause.side() });
                 }
             },
             Some(ev) = media_rx.recv() => match ev {
-                MediaEvent::PromptFinished { token: HOLD_MUSIC | CALLBACK_OFFER } => {
+                MediaEvent::PromptFinished { token: HOLD_MUSIC | CALLBACK_OFFER | ANNOUNCEMENT } => {
                     if let Some(m) = &call.media {
-                        call.service.play_hold_music(m);
+                        call.service.prompt_finished(m);
                     }
                 }
                 MediaEvent::PromptFinished { token: CALLBACK_PROMISE } => {
                     call.leg.hangup().await;
                     call.ending = Some(Ending { cause: "callback_requested".into(), side: "hotline" });
                 }
-                MediaEvent::PromptFinished { token } => {
-                    if call.current_prompt == Some(PromptId(token)) {
-                        call.current_prompt = None;
-                    }
-                    call.pending.push_back(IvrEvent::PromptFinished(PromptId(token)));
-                }
+                MediaEvent::PromptFinished { token } => call.ivr.prompt_finished(token),
                 MediaEvent::Digit { digit, method } => call.digit(digit, method),
                 MediaEvent::Timeout => {
                     warn!("no RTP from the caller: media timeout, hanging up");
@@ -330,19 +304,13 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
                     call.customer = Some(found.clone());
                     if call.customer_wanted {
                         call.customer_wanted = false;
-                        call.pending.push_back(IvrEvent::CustomerLookedUp(found));
+                        call.ivr.pending.push_back(IvrEvent::CustomerLookedUp(found));
                     }
                 }
-                Internal::CallbackRecorded => call.pending.push_back(IvrEvent::CallbackRecorded),
+                Internal::CallbackRecorded => call.ivr.pending.push_back(IvrEvent::CallbackRecorded),
             },
             _ = tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
-                let now = Instant::now();
-                let mut due: Vec<TimerId> = call.timers.iter().filter(|(_, at)| **at <= now).map(|(id, _)| *id).collect();
-                due.sort();
-                for id in due {
-                    call.timers.remove(&id);
-                    call.pending.push_back(IvrEvent::TimerFired(id));
-                }
+                call.ivr.fire_due(Instant::now());
             }
         }
         call.run_ivr(&internal_tx).await;
@@ -354,19 +322,32 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
     call.finish(ending);
 }
 
-async fn lookup_customer(store: &crate::store::Store, number: &str) -> Option<CustomerSummary> {
+/// The caller's customer record and who owns their business: the owner of
+/// an open case, else of an open callback task, else the agent of their
+/// latest call within `ownership_ms` (0: cases only).
+async fn lookup_customer(
+    store: &crate::store::Store,
+    number: &str,
+    now_ms: u64,
+    ownership_ms: u64,
+) -> Option<CustomerSummary> {
     let customer = store.find_by_phone(number).await.ok().flatten()?;
     let case = store
         .list_open_cases_for_customer(&customer.id)
         .await
         .ok()
         .and_then(|cases| cases.into_iter().next());
+    let mut owner = case.as_ref().and_then(|c| c.owner.clone());
+    if owner.is_none() && ownership_ms > 0 {
+        let since = now_ms.saturating_sub(ownership_ms) as i64;
+        owner = store.recent_owner(&customer.id, since).await.ok().flatten();
+    }
     Some(CustomerSummary {
         id: customer.id,
         name: customer.name,
         region: (!customer.region.is_empty()).then_some(customer.region),
         open_case: case.as_ref().map(|c| c.id.clone()),
-        owner_agent: case.and_then(|c| c.owner),
+        owner_agent: owner,
     })
 }
 
@@ -386,11 +367,8 @@ struct Call {
     work_order: Option<String>,
     hold_started: Option<u64>,
     hold_ms: u64,
-    timers: HashMap<TimerId, Instant>,
-    current_prompt: Option<PromptId>,
-    pending: VecDeque<IvrEvent>,
+    ivr: IvrDriver,
     ending: Option<Ending>,
-    interp: Option<Interpreter>,
     media: Option<MediaSession>,
 }
 
@@ -410,7 +388,7 @@ impl Call {
         info!(%digit, method = method.name(), "DTMF");
         metrics::counter!("hotline_dtmf_total", "method" => method.name()).increment(1);
         if !self.service.on_digit(digit) {
-            self.pending.push_back(IvrEvent::Digit(digit));
+            self.ivr.pending.push_back(IvrEvent::Digit(digit));
         }
     }
 
@@ -429,14 +407,16 @@ impl Call {
     /// Feed pending events to the interpreter and carry out its actions.
     async fn run_ivr(&mut self, internal: &mpsc::UnboundedSender<Internal>) {
         let mut actions = Vec::new();
-        while let Some(ev) = self.pending.pop_front() {
-            let Some(interp) = self.interp.as_mut() else {
-                continue;
-            };
-            let now = utc(self.deps.clock.now_ms());
-            interp.handle_into(ev, now, &mut actions);
+        loop {
+            let now = super::utc(self.deps.clock.now_ms());
+            if !self.ivr.step(now, &mut actions) {
+                break;
+            }
             for action in actions.drain(..) {
-                self.act(action, now, internal).await;
+                let media = self.media.as_ref();
+                if let Some(rest) = self.ivr.perform(action, now, &self.routing.prompts, media) {
+                    self.act(rest, now, internal).await;
+                }
             }
         }
     }
@@ -448,37 +428,9 @@ impl Call {
         internal: &mpsc::UnboundedSender<Internal>,
     ) {
         match action {
-            IvrAction::Play {
-                id,
-                prompt,
-                barge_in,
-            } => match self.routing.prompts.get(&prompt) {
-                Some(p) => {
-                    debug!(prompt = %prompt.display(), barge_in, "play");
-                    self.current_prompt = Some(id);
-                    let p = p.clone();
-                    self.with_media(|m| m.play(p, id.0));
-                }
-                None => {
-                    warn!(prompt = %prompt.display(), "prompt not loaded; skipping");
-                    self.pending.push_back(IvrEvent::PromptFinished(id));
-                }
-            },
-            IvrAction::StopPrompt { id } => {
-                if self.current_prompt == Some(id) {
-                    self.with_media(MediaSession::stop_playing);
-                    self.current_prompt = None;
-                }
-            }
-            IvrAction::StartTimer { id, at } => {
-                let wait = (at - now).to_std().unwrap_or(Duration::ZERO);
-                self.timers.insert(id, Instant::now() + wait);
-            }
-            IvrAction::CancelTimer { id } => {
-                self.timers.remove(&id);
-            }
             IvrAction::LookupCustomer { number: _ } => match &self.customer {
                 Some(found) => self
+                    .ivr
                     .pending
                     .push_back(IvrEvent::CustomerLookedUp(found.clone())),
                 None => self.customer_wanted = true,
@@ -536,6 +488,11 @@ impl Call {
                     side: "hotline",
                 });
             }
+            // Prompts and timers are the driver's (IvrDriver::perform).
+            IvrAction::Play { .. }
+            | IvrAction::StopPrompt { .. }
+            | IvrAction::StartTimer { .. }
+            | IvrAction::CancelTimer { .. } => {}
         }
     }
 
@@ -547,13 +504,14 @@ impl Call {
         }
         self.media = None;
         let path: Vec<String> = self
+            .ivr
             .interp
             .as_ref()
             .map(|i| i.path_steps().iter().map(ToString::to_string).collect())
             .unwrap_or_default();
         // A caller who hangs up during the queue's prompt was bound for that
         // queue, and any work order they keyed in belongs on the record.
-        if let Some(interp) = &self.interp {
+        if let Some(interp) = &self.ivr.interp {
             if self.work_order.is_none() {
                 self.work_order = interp
                     .vars()
@@ -589,7 +547,11 @@ impl Call {
                 id: self.id.clone(),
                 customer_id: self.customer.clone().flatten().map(|c| c.id),
                 work_order: self.work_order.clone(),
-                queue: self.queue.clone(),
+                queue: self
+                    .service
+                    .queue()
+                    .map(str::to_string)
+                    .or_else(|| self.queue.clone()),
                 agent_id: self.service.agent_id.clone(),
                 answered_at: self.answered_ms.map(|a| a as i64),
                 ended_at: now as i64,

@@ -6,10 +6,14 @@
 
 pub mod acd;
 mod agent;
+pub mod campaign;
 mod feature;
 mod inbound;
+mod ivr_driver;
+pub mod outbound;
 
 pub use acd::{AcdHandle, QueueMsg, StateRequest};
+pub use agent::MonitorMode;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -63,9 +67,36 @@ impl Routing {
     }
 }
 
+/// Epoch milliseconds as a UTC time (the IVR's clock).
+pub(crate) fn utc(ms: u64) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .timestamp_millis_opt(ms as i64)
+        .single()
+        .unwrap_or_default()
+}
+
+/// How to send and receive after SDP negotiation (nothing to the remote
+/// while it holds the call).
+pub(crate) fn params(n: &crate::sip::sdp::Negotiated) -> crate::media::engine::StreamParams {
+    crate::media::engine::StreamParams {
+        remote: n.remote,
+        codec: n.codec,
+        dtmf_pt: n.dtmf_pt,
+        send: !n.remote_on_hold(),
+    }
+}
+
+/// An SDP offer or answer, parsed and matched against what we support.
+pub(crate) fn negotiate(
+    sdp_text: &str,
+) -> Result<crate::sip::sdp::Negotiated, crate::sip::sdp::SdpError> {
+    crate::sip::sdp::parse(sdp_text).and_then(|r| crate::sip::sdp::negotiate(&r))
+}
+
 /// Load the prompts the shell plays itself from a prompts folder (missing ones are skipped).
 pub fn load_service_prompts(dir: &std::path::Path) -> HashMap<String, Arc<Prompt>> {
-    [
+    let mut names: Vec<String> = [
         "agent_ready",
         "agent_not_ready",
         "agent_logged_out",
@@ -73,11 +104,16 @@ pub fn load_service_prompts(dir: &std::path::Path) -> HashMap<String, Arc<Prompt
         "callback_promise",
     ]
     .iter()
-    .filter_map(|n| {
-        let p = Prompt::load(dir.join(format!("{n}.wav"))).ok()?;
-        Some((n.to_string(), Arc::new(p)))
-    })
-    .collect()
+    .map(|n| n.to_string())
+    .collect();
+    names.extend(agent::announcement_prompt_names());
+    names
+        .iter()
+        .filter_map(|n| {
+            let p = Prompt::load(dir.join(format!("{n}.wav"))).ok()?;
+            Some((n.to_string(), Arc::new(p)))
+        })
+        .collect()
 }
 
 fn prompt_names(kind: &NodeKind) -> Vec<&str> {
@@ -126,6 +162,11 @@ pub struct CallDeps {
     /// Prompts the shell itself plays, by name: feature-code confirmations
     /// (agent_ready, ...), callback_offer, callback_promise.
     pub service_prompts: HashMap<String, Arc<Prompt>>,
+    /// First-contact ownership from a recent call: how far back (0: off).
+    pub ownership_ms: u64,
+    /// Outside numbers calls may be transferred to, and where they go.
+    pub transfer_numbers: Vec<String>,
+    pub transfer_gateway: Option<std::net::SocketAddr>,
 }
 
 /// Take inbound calls from the SIP dispatcher and give each its own task.

@@ -13,14 +13,20 @@
 //! - [`pacing`]: how many calls the dialer may start now.
 //! - [`survey`]: the survey questions, dissatisfaction and the weekly
 //!   exception summary.
+//! - [`dialer`]: scheduler + pacing + calls in flight: what to dial now,
+//!   what a finished call does to its task and to the closed loop.
 
 pub mod csv;
+pub mod dialer;
 pub mod import;
 pub mod pacing;
 pub mod rules;
 pub mod schedule;
 pub mod survey;
 
+pub use dialer::{
+    answers_from_vars, judge_survey, Dial, Dialer, DialerError, Recovered, SurveyVerdict, Tick,
+};
 pub use import::{
     parse_csv, parse_csv_bytes, parse_json_orders, ImportError, ImportReport, OrderKind, RowError,
     WorkOrderInput, WorkOrderInputs, WorkOrderRow,

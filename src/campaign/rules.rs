@@ -71,21 +71,22 @@ pub struct RegionRules {
     pub hours: Option<CallingHours>,
 }
 
-/// Retry timing for the [`Scheduler`](super::Scheduler).
+/// Retry timing for the [`Scheduler`](super::Scheduler), in seconds (a test
+/// campaign shortens them to seconds; the seed's defaults are minutes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RetryPolicy {
     /// Attempts that reached the customer's side (all outcomes but `Error`).
     pub max_attempts: u32,
-    /// Busy (486/600): try again after this many minutes.
-    pub busy_minutes: i64,
+    /// Busy (486/600): try again after this many seconds.
+    pub busy_secs: i64,
     /// No answer after the k-th counted attempt: retry after `base * 2^(k-1)`
-    /// minutes (+1 h, +2 h, ...).
-    pub no_answer_base_minutes: i64,
+    /// seconds (+1 h, +2 h, ...).
+    pub no_answer_base_secs: i64,
     /// Answered but the survey was not completed (hung up, "call me later").
-    pub incomplete_minutes: i64,
+    pub incomplete_secs: i64,
     /// Trunk / server errors: retry soon; they do not count as attempts.
-    pub error_minutes: i64,
+    pub error_secs: i64,
     /// Consecutive trunk errors after which the task fails rather than
     /// hammering a broken trunk until the deadline.
     pub max_errors: u32,
@@ -95,10 +96,10 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 3,
-            busy_minutes: 30,
-            no_answer_base_minutes: 60,
-            incomplete_minutes: 60,
-            error_minutes: 5,
+            busy_secs: 30 * 60,
+            no_answer_base_secs: 60 * 60,
+            incomplete_secs: 60 * 60,
+            error_secs: 5 * 60,
             max_errors: 10,
         }
     }

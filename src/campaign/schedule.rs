@@ -301,15 +301,15 @@ fn apply_outcome(t: &mut Task, o: Outcome, now: DateTime<Utc>, rules: &CallbackR
             t.declined = true;
             None
         }
-        Outcome::Answered { completed: false } => Some(Duration::minutes(r.incomplete_minutes)),
-        Outcome::Busy => Some(Duration::minutes(r.busy_minutes)),
+        Outcome::Answered { completed: false } => Some(Duration::seconds(r.incomplete_secs)),
+        Outcome::Busy => Some(Duration::seconds(r.busy_secs)),
         Outcome::NoAnswer => {
             let n = t.counted_attempts().saturating_sub(1).min(16);
-            Some(Duration::minutes(
-                r.no_answer_base_minutes.saturating_mul(1 << n),
+            Some(Duration::seconds(
+                r.no_answer_base_secs.saturating_mul(1 << n),
             ))
         }
-        Outcome::Error => Some(Duration::minutes(r.error_minutes)),
+        Outcome::Error => Some(Duration::seconds(r.error_secs)),
     };
     if o != Outcome::Error && t.counted_attempts() >= r.max_attempts {
         return fail(t, FailReason::MaxAttempts);

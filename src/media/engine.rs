@@ -39,6 +39,42 @@ const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 const MAX_PAD_FRAMES: usize = 250;
 /// Read the RTCP socket every this many ticks (0.5 s).
 const RTCP_READ_EVERY: u32 = 25;
+/// Most sessions one session hears at once: the agent, a barging supervisor
+/// and one more (a consulted agent). Fixed, so mixing never allocates.
+pub const MAX_SOURCES: usize = 3;
+
+/// The sessions whose audio one session hears, mixed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Sources {
+    ids: [u64; MAX_SOURCES],
+    len: usize,
+}
+
+impl Sources {
+    fn of(ids: &[u64]) -> Self {
+        let mut s = Sources::default();
+        for &id in ids.iter().take(MAX_SOURCES) {
+            s.ids[s.len] = id;
+            s.len += 1;
+        }
+        s
+    }
+
+    fn as_slice(&self) -> &[u64] {
+        &self.ids[..self.len]
+    }
+
+    fn remove(&mut self, id: u64) {
+        let mut kept = Sources::default();
+        for &x in self.as_slice() {
+            if x != id {
+                kept.ids[kept.len] = x;
+                kept.len += 1;
+            }
+        }
+        *self = kept;
+    }
+}
 
 /// How a digit reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +134,10 @@ enum Control {
     StopPlaying(u64),
     /// Join two sessions (customer, agent); record both when a recorder is given.
     Bridge(u64, u64, Option<Box<Recorder>>),
+    /// What one session hears from now on (mixed); empty: nothing.
+    Hear(u64, Sources),
     Unbridge(u64),
+    StopRecording(u64),
     Remove(u64),
 }
 
@@ -258,8 +297,11 @@ impl MediaSession {
     }
 
     /// Connect this (customer) session with an agent session opened with
-    /// [`MediaEngine::open_near`]: each hears the other, transcoded when the
-    /// codecs differ; `recorder` gets customer left, agent right. A playing
+    /// [`MediaEngine::open_near`]: each hears only the other, transcoded when
+    /// the codecs differ. A `recorder` starts the recording: this session's
+    /// audio left, what it hears right, every tick until
+    /// [`stop_recording`](Self::stop_recording) or the session ends (one file
+    /// across holds and transfers); `None` keeps the one running. A playing
     /// prompt (hold music) takes the place of the peer's audio.
     pub fn bridge(&self, agent: &MediaSession, recorder: Option<Recorder>) -> bool {
         if agent.worker_index != self.worker_index {
@@ -270,9 +312,31 @@ impl MediaSession {
             .is_ok()
     }
 
-    /// Stop hearing the peer (both directions); the recording is finished.
+    /// From now on this session hears `sources` mixed (up to [`MAX_SOURCES`];
+    /// all opened on this worker), and nothing else: listen, whisper, barge
+    /// and consultation are made of this. Others keep what they hear.
+    pub fn hear(&self, sources: &[&MediaSession]) -> bool {
+        if sources.len() > MAX_SOURCES
+            || sources.iter().any(|s| s.worker_index != self.worker_index)
+        {
+            return false;
+        }
+        let mut ids = Sources::default();
+        for s in sources {
+            ids.ids[ids.len] = s.id;
+            ids.len += 1;
+        }
+        self.worker.send(Control::Hear(self.id, ids)).is_ok()
+    }
+
+    /// Stop hearing anyone and stop being heard; a recording goes on.
     pub fn unbridge(&self) {
         let _ = self.worker.send(Control::Unbridge(self.id));
+    }
+
+    /// Finish the recording (the file is complete and valid afterwards).
+    pub fn stop_recording(&self) {
+        let _ = self.worker.send(Control::StopRecording(self.id));
     }
 }
 
@@ -309,8 +373,10 @@ struct Session {
     timed_out: bool,
     last_rtcp: Instant,
     pcm: [i16; FRAME_SAMPLES],
-    /// Bridged: the other session, and whether this side is the customer.
-    peer: Option<u64>,
+    /// Whose audio this session hears (mixed) and sends to its remote.
+    hears: Sources,
+    /// Someone hears this session (or it records): decode what arrives.
+    listened: bool,
     jitter: JitterBuffer,
     /// What the remote said this tick (after the jitter buffer), as PCM.
     heard: [i16; FRAME_SAMPLES],
@@ -345,7 +411,8 @@ impl Session {
             timed_out: false,
             last_rtcp: now,
             pcm: [0; FRAME_SAMPLES],
-            peer: None,
+            hears: Sources::default(),
+            listened: false,
             jitter: JitterBuffer::new(60),
             heard: [0; FRAME_SAMPLES],
             recorder: None,
@@ -392,6 +459,21 @@ impl Session {
         }
     }
 
+    fn finish_recording(&mut self) {
+        if let Some(rec) = self.recorder.take() {
+            if let Err(e) = rec.finish() {
+                let _ = self.events.send(MediaEvent::RecordingFailed {
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Whether what arrives must be decoded: someone hears it or it is recorded.
+    fn wants_audio(&self) -> bool {
+        self.listened || self.recorder.is_some()
+    }
+
     /// Phase 2 (bridged sessions): take this tick's frame out of the jitter
     /// buffer as PCM; silence for a lost or missing frame.
     fn pull_heard(&mut self) {
@@ -415,8 +497,9 @@ impl Session {
         peer_audio: Option<&[i16; FRAME_SAMPLES]>,
         out: &mut [u8],
     ) {
-        if let (Some(rec), Some(agent)) = (self.recorder.as_mut(), peer_audio) {
-            if let Err(e) = rec.push(&self.heard, agent) {
+        if let Some(rec) = self.recorder.as_mut() {
+            const SILENCE: [i16; FRAME_SAMPLES] = [0; FRAME_SAMPLES];
+            if let Err(e) = rec.push(&self.heard, peer_audio.unwrap_or(&SILENCE)) {
                 let _ = self.events.send(MediaEvent::RecordingFailed {
                     reason: e.to_string(),
                 });
@@ -476,7 +559,7 @@ impl Session {
                 self.latch(src);
                 self.rtcp_stats
                     .on_received(pkt.ssrc(), pkt.sequence(), pkt.timestamp(), now);
-                if self.peer.is_some() {
+                if self.wants_audio() {
                     let _ = self.jitter.push(
                         pkt.ssrc(),
                         pkt.sequence(),
@@ -487,7 +570,7 @@ impl Session {
                 // In-band detection costs 8 Goertzel filters per packet: only
                 // for a caller the IVR may be listening to (never an agent
                 // leg, never while bridged), and not once RFC 4733 is in use.
-                if self.inband_enabled && self.peer.is_none() && !self.seen_rfc4733 {
+                if self.inband_enabled && self.hears.len == 0 && !self.seen_rfc4733 {
                     let payload = pkt.payload();
                     let n = payload.len().min(FRAME_SAMPLES);
                     match p.codec {
@@ -670,35 +753,64 @@ impl Worker {
                     return;
                 }
                 if let Some(s) = self.sessions.get_mut(&customer) {
-                    s.peer = Some(agent);
-                    s.recorder = recorder;
+                    s.hears = Sources::of(&[agent]);
+                    if let Some(r) = recorder {
+                        s.finish_recording();
+                        s.recorder = Some(r);
+                    }
                 }
                 if let Some(s) = self.sessions.get_mut(&agent) {
-                    s.peer = Some(customer);
+                    s.hears = Sources::of(&[customer]);
+                }
+                self.relink();
+            }
+            Control::Hear(id, sources) => {
+                let known = sources
+                    .as_slice()
+                    .iter()
+                    .all(|x| *x != id && self.sessions.contains_key(x));
+                if let (true, Some(s)) = (known, self.sessions.get_mut(&id)) {
+                    s.hears = sources;
+                    self.relink();
                 }
             }
             Control::Unbridge(id) => self.unbridge(id),
+            Control::StopRecording(id) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.finish_recording();
+                }
+            }
             Control::Remove(id) => {
                 self.unbridge(id);
-                self.sessions.remove(&id);
+                if let Some(mut s) = self.sessions.remove(&id) {
+                    s.finish_recording();
+                }
                 self.order.retain(|x| *x != id);
             }
         }
     }
 
+    /// `id` hears no one and no one hears it.
     fn unbridge(&mut self, id: u64) {
-        let peer = self.sessions.get_mut(&id).and_then(|s| s.peer.take());
-        for sid in [Some(id), peer].into_iter().flatten() {
-            if let Some(s) = self.sessions.get_mut(&sid) {
-                s.peer = None;
-                if let Some(rec) = s.recorder.take() {
-                    if let Err(e) = rec.finish() {
-                        let _ = s.events.send(MediaEvent::RecordingFailed {
-                            reason: e.to_string(),
-                        });
-                    }
-                }
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.hears = Sources::default();
+        }
+        for s in self.sessions.values_mut() {
+            if s.hears.as_slice().contains(&id) {
+                s.hears.remove(id);
             }
+        }
+        self.relink();
+    }
+
+    /// Recompute who is heard by someone (on relation changes, never per tick).
+    fn relink(&mut self) {
+        let mut heard = std::collections::HashSet::new();
+        for s in self.sessions.values() {
+            heard.extend(s.hears.as_slice().iter().copied());
+        }
+        for s in self.sessions.values_mut() {
+            s.listened = heard.contains(&s.id);
         }
     }
 
@@ -708,20 +820,30 @@ impl Worker {
             s.receive_phase(now, buf);
         }
         for s in self.sessions.values_mut() {
-            if s.peer.is_some() {
+            if s.wants_audio() {
                 s.pull_heard();
             }
         }
+        let mut mix = [0i16; FRAME_SAMPLES];
         for i in 0..self.order.len() {
             let id = self.order[i];
-            let peer_audio = self
-                .sessions
-                .get(&id)
-                .and_then(|s| s.peer)
-                .and_then(|p| self.sessions.get(&p))
-                .map(|p| p.heard);
+            let sources = self.sessions.get(&id).map(|s| s.hears).unwrap_or_default();
+            let mut any = false;
+            for src in sources.as_slice() {
+                let Some(p) = self.sessions.get(src) else {
+                    continue;
+                };
+                if !any {
+                    mix = p.heard;
+                    any = true;
+                } else {
+                    for (m, h) in mix.iter_mut().zip(p.heard.iter()) {
+                        *m = m.saturating_add(*h);
+                    }
+                }
+            }
             if let Some(s) = self.sessions.get_mut(&id) {
-                s.send_phase(now, self.timeout, peer_audio.as_ref(), out);
+                s.send_phase(now, self.timeout, any.then_some(&mix), out);
             }
         }
     }

@@ -33,10 +33,16 @@
 //! `Store` methods directly.
 
 mod api_queries;
+mod campaign;
 pub use api_queries::CallbackTaskRow;
+pub use campaign::{
+    attempt_id, AttemptStart, CampaignTaskRow, CaseEventRow, CaseRow, CaseUpdate, ExceptionRow,
+    FinishAttempt, SurveyRow, TaskProgress,
+};
 mod error;
 mod phone;
 mod queries;
+mod reports;
 mod types;
 mod writer;
 
@@ -51,6 +57,7 @@ pub use api_queries::{CallFilter, CallbackRequestRow};
 pub use error::{redact_url, Result, StoreError};
 pub use phone::{normalize_phone, PHONE_KEY_DIGITS};
 pub use queries::RECORD_CALL_LIMIT;
+pub use reports::{CallbackCallRow, CallbackTaskReportRow, ComplaintRow, InboundCounts};
 pub use types::*;
 pub use writer::{StoreWriter, WriteOp, WriterConfig, WriterStats};
 
@@ -66,6 +73,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "callback_requests",
         include_str!("../../migrations/0002_callback_requests.sql"),
+    ),
+    (
+        3,
+        "campaign",
+        include_str!("../../migrations/0003_campaign.sql"),
+    ),
+    (
+        4,
+        "call_legs",
+        include_str!("../../migrations/0004_call_legs.sql"),
     ),
 ];
 

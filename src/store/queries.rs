@@ -164,6 +164,25 @@ pub(crate) async fn insert_call_arrival_on(
     Ok(())
 }
 
+pub(crate) async fn insert_call_leg_on(conn: &mut AnyConnection, l: &CallLeg) -> Result<()> {
+    // A replayed write (the writer retries a failed batch) is not a duplicate.
+    sqlx::query(
+        "INSERT INTO call_legs (call_id, seq, party, role, offered_at, answered_at, ended_at, outcome) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (call_id, seq) DO NOTHING",
+    )
+    .bind(&l.call_id)
+    .bind(l.seq)
+    .bind(&l.party)
+    .bind(&l.role)
+    .bind(l.offered_at)
+    .bind(l.answered_at)
+    .bind(l.ended_at)
+    .bind(&l.outcome)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn complete_call_on(conn: &mut AnyConnection, c: &CallCompletion) -> Result<()> {
     let ivr_path = serde_json::to_string(&c.ivr_path)?;
     let transfer_chain = serde_json::to_string(&c.transfer_chain)?;
@@ -448,6 +467,37 @@ impl Store {
     }
 
     /// A call by id.
+    /// Store one leg of a call (see [`WriteOp::CallLeg`] for the batched way).
+    pub async fn insert_call_leg(&self, l: &CallLeg) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        insert_call_leg_on(&mut conn, l).await
+    }
+
+    /// The legs of a call, in order.
+    pub async fn call_legs(&self, call_id: &str) -> Result<Vec<CallLeg>> {
+        let rows = sqlx::query(
+            "SELECT call_id, seq, party, role, offered_at, answered_at, ended_at, outcome \
+             FROM call_legs WHERE call_id = $1 ORDER BY seq",
+        )
+        .bind(call_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CallLeg {
+                    call_id: r.try_get("call_id")?,
+                    seq: r.try_get("seq")?,
+                    party: r.try_get("party")?,
+                    role: r.try_get("role")?,
+                    offered_at: r.try_get("offered_at")?,
+                    answered_at: r.try_get("answered_at")?,
+                    ended_at: r.try_get("ended_at")?,
+                    outcome: r.try_get("outcome")?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>> {
         sqlx::query(concat!(
             "SELECT ",
@@ -602,6 +652,31 @@ impl Store {
     }
 
     /// A customer's cases not closed yet, oldest first.
+    /// Who owns this customer's business when no case names an owner
+    /// (first-contact ownership): the owner of an open callback task, else
+    /// the agent of their latest answered call since `since_ms`.
+    pub async fn recent_owner(&self, customer_id: &str, since_ms: i64) -> Result<Option<String>> {
+        let task: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT owner FROM callback_tasks WHERE customer_id = $1 AND owner IS NOT NULL \
+             AND state IN ('pending', 'dialing') ORDER BY due_at, id LIMIT 1",
+        )
+        .bind(customer_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some((Some(owner),)) = task {
+            return Ok(Some(owner));
+        }
+        let call: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT agent_id FROM calls WHERE customer_id = $1 AND agent_id IS NOT NULL \
+             AND answered_at IS NOT NULL AND arrived_at >= $2 ORDER BY arrived_at DESC, id DESC LIMIT 1",
+        )
+        .bind(customer_id)
+        .bind(since_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(call.and_then(|(a,)| a))
+    }
+
     pub async fn list_open_cases_for_customer(&self, customer_id: &str) -> Result<Vec<Case>> {
         sqlx::query(concat!(
             "SELECT ",

@@ -168,6 +168,27 @@ pub struct TransferHop {
     pub note: String,
 }
 
+/// One phone the server rang for a call (`call_legs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallLeg {
+    /// The call.
+    pub call_id: String,
+    /// Order within the call, from 1.
+    pub seq: i64,
+    /// Agent id, supervisor id, or `tel:NUMBER`.
+    pub party: String,
+    /// `offer`, `consult`, `monitor` or `transfer`.
+    pub role: String,
+    /// When the phone started ringing.
+    pub offered_at: i64,
+    /// When it answered, if it did.
+    pub answered_at: Option<i64>,
+    /// When the leg ended.
+    pub ended_at: i64,
+    /// `connected`, `no_answer`, `busy`, `declined`, `cancelled`, `failed`...
+    pub outcome: String,
+}
+
 /// What is known when the call ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallCompletion {

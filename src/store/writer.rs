@@ -30,9 +30,10 @@ use tokio::time::Instant;
 
 use super::error::{Result, StoreError};
 use super::queries::{
-    complete_call_on, delete_registration_on, insert_call_arrival_on, save_registration_on,
+    complete_call_on, delete_registration_on, insert_call_arrival_on, insert_call_leg_on,
+    save_registration_on,
 };
-use super::types::{CallArrival, CallCompletion, Registration};
+use super::types::{CallArrival, CallCompletion, CallLeg, Registration};
 use super::Store;
 
 /// One write handed to the writer task.
@@ -42,6 +43,8 @@ pub enum WriteOp {
     CallArrival(CallArrival),
     /// [`Store::complete_call`].
     CallCompletion(CallCompletion),
+    /// [`Store::insert_call_leg`].
+    CallLeg(CallLeg),
     /// [`Store::save_registration`].
     SaveRegistration(Registration),
     /// [`Store::delete_registration`].
@@ -385,6 +388,7 @@ async fn apply(conn: &mut sqlx::AnyConnection, op: &WriteOp) -> Result<()> {
     match op {
         WriteOp::CallArrival(a) => insert_call_arrival_on(conn, a).await,
         WriteOp::CallCompletion(c) => complete_call_on(conn, c).await,
+        WriteOp::CallLeg(l) => insert_call_leg_on(conn, l).await,
         WriteOp::SaveRegistration(r) => save_registration_on(conn, r).await,
         WriteOp::DeleteRegistration {
             agent_id,

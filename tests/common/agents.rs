@@ -21,7 +21,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{
-    free_port, poll, require_binary, wait_bounded, Agent, SipMessage, SippRun, TestServer, REPO,
+    free_port, free_port_pair, poll, require_binary, wait_bounded, Agent, KillOnDrop, SipMessage,
+    SippRun, TestServer, REPO,
 };
 
 // ---------------------------------------------------------------------------
@@ -643,23 +644,7 @@ impl Customer {
 
     /// Tell the customer to hang up (a MESSAGE in its dialog → it sends BYE).
     pub fn hang_up(&self) {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let ours = sock.local_addr().expect("addr").port();
-        let msg = format!(
-            "MESSAGE sip:{c}@127.0.0.1:{p} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP 127.0.0.1:{ours};branch=z9hG4bK-hangup-{cid}\r\n\
-             From: <sip:test@127.0.0.1:{ours}>;tag=hangup\r\n\
-             To: <sip:{c}@127.0.0.1>\r\n\
-             Call-ID: {cid}\r\n\
-             CSeq: 1 MESSAGE\r\n\
-             Max-Forwards: 70\r\n\
-             Content-Length: 0\r\n\r\n",
-            c = self.caller,
-            p = self.sipp.port,
-            cid = self.call_id,
-        );
-        sock.send_to(msg.as_bytes(), ("127.0.0.1", self.sipp.port))
-            .expect("send hang-up MESSAGE");
+        super::sipp_message(&self.caller, self.sipp.port, &self.call_id, 1);
     }
 
     /// Hang up and wait for SIPp to finish; panics unless it succeeded.
@@ -798,4 +783,91 @@ pub fn row_of(server: &TestServer, caller: &str) -> CallRow {
 /// Parse a SIP message's text (re-exported for tests that read traces).
 pub fn sip(text: &str) -> SipMessage {
     SipMessage::parse(text)
+}
+
+// ---------------------------------------------------------------------------
+// baresip softphones
+
+/// baresip as agent `id`: auto-answer, speech B (padded) as microphone,
+/// everything heard recorded by the sndfile module into `dir`.
+pub struct Baresip {
+    _child: KillOnDrop,
+    dir: PathBuf,
+}
+
+impl Baresip {
+    pub fn start(server: &TestServer, id: &str, mic: &Path) -> Self {
+        let bin = require_binary("baresip", "Debian package baresip-core");
+        let dir = server.dir().join(format!("baresip-{id}"));
+        std::fs::create_dir_all(dir.join("snd")).expect("mkdir baresip dir");
+        let sip_port = free_port_pair();
+        let ctrl_port = free_port();
+        std::fs::write(
+            dir.join("config"),
+            format!(
+                "poll_method\tepoll\n\
+                 sip_listen\t127.0.0.1:{sip_port}\n\
+                 sip_transports\tudp\n\
+                 net_interface\t127.0.0.1\n\
+                 audio_player\talsa,null\n\
+                 audio_source\taufile,{mic}\n\
+                 module_path\t/usr/lib/baresip/modules\n\
+                 module\tg711.so\n\
+                 module\taufile.so\n\
+                 module\tsndfile.so\n\
+                 snd_path\t{snd}\n\
+                 module_app\taccount.so\n\
+                 module_app\tmenu.so\n\
+                 module_app\tctrl_tcp.so\n\
+                 ctrl_tcp_listen\t127.0.0.1:{ctrl_port}\n",
+                mic = mic.display(),
+                snd = dir.join("snd").display(),
+            ),
+        )
+        .expect("write baresip config");
+        std::fs::write(
+            dir.join("accounts"),
+            format!(
+                "<sip:{id}@{s}>;auth_user={id};auth_pass={pw};regint=300;answermode=auto\n",
+                s = server.sip,
+                pw = agent_password(id)
+            ),
+        )
+        .expect("write baresip accounts");
+        let log = std::fs::File::create(dir.join("baresip.log")).expect("baresip.log");
+        let child = Command::new(bin)
+            .arg("-f")
+            .arg(&dir)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn baresip");
+        Self {
+            _child: KillOnDrop(child),
+            dir,
+        }
+    }
+
+    /// The `*-dec.wav` (what baresip heard), once it exists.
+    pub fn heard(&self) -> Option<PathBuf> {
+        std::fs::read_dir(self.dir.join("snd"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+}
+
+pub fn wait_registrations(server: &TestServer, n: f64, what: &str) {
+    if let Err(last) =
+        server.wait_metric("hotline_registrations", Duration::from_secs(10), |v| v >= n)
+    {
+        panic!("{what}: hotline_registrations {last:?}, expected {n}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
 }

@@ -115,6 +115,23 @@ pub fn read_wav(path: &Path) -> Vec<f32> {
         .collect()
 }
 
+/// One channel of a WAV file (any rate) as f32 samples in [-1, 1].
+pub fn wav_channel(path: &Path, channel: usize) -> (hound::WavSpec, Vec<f32>) {
+    let mut r = hound::WavReader::open(path)
+        .unwrap_or_else(|e| panic!("hound cannot read {}: {e}", path.display()));
+    let spec = r.spec();
+    let ch = usize::from(spec.channels.max(1));
+    let scale = (1i64 << (spec.bits_per_sample.max(1) - 1)) as f32;
+    let all: Vec<f32> = r
+        .samples::<i32>()
+        .map(|s| {
+            s.unwrap_or_else(|e| panic!("bad sample in {}: {e}", path.display())) as f32 / scale
+        })
+        .collect();
+    let one = all.iter().skip(channel).step_by(ch).copied().collect();
+    (spec, one)
+}
+
 /// i16 PCM as f32 in [-1, 1].
 pub fn pcm_to_f32(pcm: &[i16]) -> Vec<f32> {
     pcm.iter().map(|&s| f32::from(s) / 32768.0).collect()
@@ -945,6 +962,14 @@ mod tests {
         assert_eq!(ulaw_decode(0x80), 32124);
     }
 
+    /// `queue_position_3` → `queue_position`; other names are their own family.
+    fn prompt_family(name: &str) -> &str {
+        ["queue_position", "queue_wait"]
+            .into_iter()
+            .find(|f| name.starts_with(f))
+            .unwrap_or(name)
+    }
+
     /// Each prompt is found in itself with r ≈ 1, and every other prompt
     /// matches it clearly worse: the envelopes tell the prompts apart.
     #[test]
@@ -966,7 +991,12 @@ mod tests {
                 target.name,
                 own.start_secs()
             );
-            for other in prompts.iter().filter(|p| p.name != target.name) {
+            // Announcements differ only in the number spoken, which the
+            // envelopes cannot tell apart: a family is judged as one prompt.
+            for other in prompts
+                .iter()
+                .filter(|p| prompt_family(&p.name) != prompt_family(&target.name))
+            {
                 if let Some(m) = rec.best(other) {
                     assert!(
                         m.score < own.score - 0.03,

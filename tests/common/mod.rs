@@ -169,6 +169,9 @@ pub struct ServerBuilder {
     pub rtp_ports: Option<(u16, u16)>,
     /// `[sip] answer_delay_ms`: ring (180) this long before answering.
     pub answer_delay_ms: Option<u64>,
+    /// Symbolic links (name in the server's directory, target) made before
+    /// the server starts.
+    pub links: Vec<(String, PathBuf)>,
 }
 
 impl Default for ServerBuilder {
@@ -191,6 +194,7 @@ impl Default for ServerBuilder {
             media_timeout_secs: None,
             rtp_ports: None,
             answer_delay_ms: None,
+            links: Vec::new(),
         }
     }
 }
@@ -236,6 +240,13 @@ impl ServerBuilder {
     }
     pub fn rtp_ports(mut self, first: u16, last: u16) -> Self {
         self.rtp_ports = Some((first, last));
+        self
+    }
+    /// Make `<server dir>/<name>` a symbolic link to `target` before start
+    /// (e.g. `prompts`: hotline loads the prompts it plays itself, such as
+    /// the callback offer, from `prompts/` beside the first dialplan file).
+    pub fn link(mut self, name: &str, target: &Path) -> Self {
+        self.links.push((name.to_string(), target.to_path_buf()));
         self
     }
     /// Send 180 and answer after this delay.
@@ -319,6 +330,10 @@ impl ServerBuilder {
             std::fs::write(&config, self.render(sip, http, dir.path())).expect("write config");
             for (name, contents) in &self.dialplans {
                 std::fs::write(dir.path().join(name), contents).expect("write dialplan");
+            }
+            for (name, target) in &self.links {
+                std::os::unix::fs::symlink(target, dir.path().join(name))
+                    .unwrap_or_else(|e| panic!("link {name} -> {}: {e}", target.display()));
             }
             let log_path = dir.path().join("server.log");
             let log = std::fs::File::create(&log_path).expect("create server.log");
@@ -411,6 +426,39 @@ impl TestServer {
     /// Everything the server wrote to stdout/stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL the server (no shutdown of any kind), then start it again
+    /// with the same config, database and ports; waits until healthy.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .expect("open server.log");
+        self.child = Command::new(env!("CARGO_BIN_EXE_hotline"))
+            .arg("serve")
+            .arg("--config")
+            .arg(self.config_path())
+            .env(
+                "RUST_LOG",
+                std::env::var("HOTLINE_TEST_LOG")
+                    .unwrap_or_else(|_| "info,hotline=debug,rsipstack=warn".into()),
+            )
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("respawn target/debug/hotline");
+        if let Err(exited) = self.wait_healthy(Duration::from_secs(20)) {
+            panic!(
+                "hotline did not come back after a restart (exited: {exited})\n{}",
+                self.log()
+            );
+        }
     }
 
     /// Whether the server process is still running.
@@ -522,13 +570,58 @@ pub fn metric_series(text: &str, name: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Poke a SIPp scenario waiting in `<recv request="MESSAGE">`: an
+/// in-dialog MESSAGE (CSeq `seq`) to the SIPp at `sipp_port` whose dialog
+/// is `call_id` and whose user is `user`. The scenarios use it as "go on"
+/// or "hang up now".
+pub fn sipp_message(user: &str, sipp_port: u16, call_id: &str, seq: u32) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let ours = sock.local_addr().expect("addr").port();
+    let msg = format!(
+        "MESSAGE sip:{user}@127.0.0.1:{sipp_port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{ours};branch=z9hG4bK-poke-{call_id}-{seq}\r\n\
+         From: <sip:test@127.0.0.1:{ours}>;tag=poke{seq}\r\n\
+         To: <sip:{user}@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {seq} MESSAGE\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    sock.send_to(msg.as_bytes(), ("127.0.0.1", sipp_port))
+        .expect("send MESSAGE to SIPp");
+}
+
 /// A plain HTTP/1.1 GET over TCP (no client crate): (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "GET", path, None, None)
+}
+
+/// One HTTP/1.1 request over TCP, with a bearer token and a JSON body when
+/// given: (status, body).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let body = json.unwrap_or("");
+    let content = match json {
+        Some(b) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ),
+        None if method == "POST" => "Content-Length: 0\r\n".to_string(),
+        None => String::new(),
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content}Connection: close\r\n\r\n{body}"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

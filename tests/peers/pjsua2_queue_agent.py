@@ -8,6 +8,9 @@ Prints one JSON object per line on stdout (t: seconds since the script started):
   {"event": "registered", "code": 200, "t": ...}
   {"event": "incoming", "from": URI, "x_hotline_call": ID, "x_hotline_customer": ID|null, "t": ...}
   {"event": "media_active", "codec": "PCMA", "t": ...}   # recording and playing start here
+  {"event": "xfer_sent", "to": URI, "t": ...}                 # with --xfer-to
+  {"event": "refer_response", "code": 202, "reason": "Accepted", "t": ...}  # the REFER's final response
+  {"event": "xfer_status", "code": 100, "reason": "Accepted", "final": false, "t": ...}  # pjsua's view
   {"event": "disconnected", "code": 200, "reason": "...", "t": ...}
   {"event": "done", "ok": true, "record": PATH, "calls": N}
 or {"event": "failed", "why": "..."} and exit status 1.
@@ -18,6 +21,11 @@ every pjsua2 object released before libDestroy().
 
 Usage: pjsua2_queue_agent.py --server 127.0.0.1:5060 --user 1001 --password PW
        --play B.wav --record HEARD.wav [--calls 1] [--limit 60]
+       [--xfer-to sip:1002@HOST:PORT ... --xfer-after 3]
+
+--xfer-to (repeatable): blind transfer of the answered call by REFER
+(call.xfer()), --xfer-after seconds after media started; each further
+target is tried only after the previous REFER was refused (status >= 300).
 """
 
 import argparse
@@ -80,6 +88,26 @@ class Call(pj.Call):
         self.play_path = None
         self.record_path = None
         self.answered = False
+        # Blind transfer (REFER): targets left to try, and the state of the last one.
+        self.xfer_targets = []
+        self.xfer_pending = False
+
+    def onCallTransferStatus(self, prm):
+        emit(event="xfer_status", code=prm.statusCode, reason=prm.reason,
+             final=bool(prm.finalNotify))
+        if prm.statusCode >= 300:
+            self.xfer_pending = False  # refused: the next target may be tried
+
+    def onCallTsxState(self, prm):
+        # The final response to our REFER, as it came off the wire (pjsua reports
+        # an accepted REFER to onCallTransferStatus as "100 Accepted").
+        try:
+            tsx = prm.e.body.tsxState.tsx
+        except (AttributeError, pj.Error):
+            return
+        if (tsx.method == "REFER" and tsx.role == pj.PJSIP_ROLE_UAC
+                and tsx.state == pj.PJSIP_TSX_STATE_COMPLETED):
+            emit(event="refer_response", code=tsx.statusCode, reason=tsx.statusText)
 
     def onCallState(self, prm):
         ci = self.getInfo()
@@ -120,6 +148,10 @@ def main():
     ap.add_argument("--record", required=True, help="WAV file for what is heard")
     ap.add_argument("--calls", type=int, default=1, help="exit after this many calls ended")
     ap.add_argument("--limit", type=float, default=60.0, help="overall deadline, s")
+    ap.add_argument("--xfer-to", action="append", default=[],
+                    help="blind-transfer the answered call to this URI (REFER); repeatable")
+    ap.add_argument("--xfer-after", type=float, default=3.0,
+                    help="seconds after media starts before each REFER")
     ap.add_argument("--log-level", type=int, default=0)
     args = ap.parse_args()
 
@@ -179,9 +211,18 @@ def main():
                     call.answered = True
                     call.play_path = args.play
                     call.record_path = args.record if ended == 0 else None
+                    call.xfer_targets = list(args.xfer_to) if ended == 0 else []
                     prm = pj.CallOpParam()
                     prm.statusCode = 200
                     call.answer(prm)
+                if (call.xfer_targets and not call.xfer_pending and not call.disconnected
+                        and call.media_at is not None
+                        and time.monotonic() >= call.media_at + args.xfer_after):
+                    target = call.xfer_targets.pop(0)
+                    call.xfer_pending = True
+                    call.media_at = time.monotonic()  # the next try waits again
+                    emit(event="xfer_sent", to=target)
+                    call.xfer(target, pj.CallOpParam())
                 if call.disconnected:
                     acc.incoming.remove(call)
                     call.recorder = None

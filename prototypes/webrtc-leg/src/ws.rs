@@ -1,0 +1,250 @@
+//! SIP over WebSocket (RFC 7118) on hotline's own HTTP listener.
+//!
+//! rsipstack 0.7.14 has a WebSocket transport, but only one that binds its
+//! own TCP port (`WebSocketListenerConnection::serve_listener`) or dials out
+//! (`WebSocketConnection::connect`), behind its `websocket` feature. hotline
+//! wants `/sip` on the axum listener that already serves the agent desk, so
+//! the same origin, TLS certificate and port carry the page, the REST API and
+//! SIP. rsipstack supports this through its in-memory
+//! [`ChannelConnection`]: a connection whose inbound side is a channel we
+//! fill and whose outbound side is a channel we drain. This module is that
+//! bridge:
+//!
+//! ```text
+//! browser ──WS text frame──► bridge ── TransportEvent::Incoming ──► transport layer ─► transactions
+//! browser ◄─WS text frame── bridge ◄── ChannelConnection::send ◄── transactions/dialogs
+//! ```
+//!
+//! The connection is registered with `TransportLayer::add_connection`, which
+//! caches it under the browser's address (transport WS) and starts its serve
+//! loop; responses go back on the connection the request came on, and new
+//! requests to the browser (INVITE to an agent) find it when their
+//! destination is that same [`SipAddr`] (see `DESIGN.md`). When the socket
+//! closes, the bridge drops the inbound channel: the serve loop ends and the
+//! layer retires the connection and reports `TransportEvent::Closed`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rsipstack::sip::transport::Transport;
+use rsipstack::sip::SipMessage;
+use rsipstack::transaction::endpoint::EndpointInner;
+use rsipstack::transport::channel::ChannelConnection;
+use rsipstack::transport::{SipAddr, SipConnection, TransportEvent};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The WebSocket subprotocol of RFC 7118 §4.
+pub const SUBPROTOCOL: &str = "sip";
+
+/// Largest SIP message accepted in one frame. SDP from a browser is a few
+/// kB; this bounds what one client can make us buffer.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Messages queued from the stack towards one browser before the stack's
+/// send waits (bounded: a browser that stops reading cannot grow memory).
+const OUTBOUND_QUEUE: usize = 64;
+
+/// What a frame check says about one received frame (the shape of
+/// hotline's `sip::wire::Verdict`, so `wire::inspect_datagram` plugs in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameVerdict {
+    /// Hand it to the stack.
+    Pass,
+    /// Send these bytes back on the socket (a stateless 4xx/5xx) and drop it.
+    Reply(Vec<u8>),
+    /// Drop it silently.
+    Drop,
+}
+
+/// Checks a frame before the stack's lenient parser sees it.
+pub type FrameCheck = Arc<dyn Fn(&[u8]) -> FrameVerdict + Send + Sync>;
+
+/// State of the `/sip` route.
+#[derive(Clone)]
+pub struct SipWs {
+    endpoint: Arc<EndpointInner>,
+    check: Option<FrameCheck>,
+    /// Wss when the HTTP listener has TLS: it goes into the connection's
+    /// address, so Via `received`/flow matching name the right transport.
+    transport: Transport,
+    cancel: CancellationToken,
+}
+
+impl SipWs {
+    /// A bridge into `endpoint`'s transport layer. `secure` when `/sip` is
+    /// served over HTTPS (then it is `wss:`).
+    pub fn new(endpoint: Arc<EndpointInner>, secure: bool, cancel: CancellationToken) -> Self {
+        Self {
+            endpoint,
+            check: None,
+            transport: if secure {
+                Transport::Wss
+            } else {
+                Transport::Ws
+            },
+            cancel,
+        }
+    }
+
+    /// Runs `check` on every frame first, as `sip::socket` runs
+    /// `wire::inspect_datagram` on every UDP datagram, so malformed requests
+    /// get the same stateless answers over WebSocket.
+    pub fn with_frame_check(mut self, check: FrameCheck) -> Self {
+        self.check = Some(check);
+        self
+    }
+}
+
+/// `GET /sip`: upgrades to WebSocket with subprotocol `sip`, or answers 426
+/// when the client did not ask for it (RFC 7118 §4: the subprotocol is
+/// mandatory, and without it the peer is not a SIP client).
+///
+/// The router must be served with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+pub async fn upgrade(
+    State(state): State<SipWs>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ws = ws.protocols([SUBPROTOCOL]).max_message_size(MAX_MESSAGE);
+    if ws.selected_protocol().is_none() {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket subprotocol \"sip\" required",
+        )
+            .into_response();
+    }
+    ws.on_upgrade(move |socket| async move { bridge(socket, peer, state).await })
+}
+
+/// Runs one browser's SIP connection until either side closes.
+pub async fn bridge(mut socket: WebSocket, peer: SocketAddr, state: SipWs) {
+    let addr = SipAddr {
+        r#type: Some(state.transport),
+        addr: peer.into(),
+    };
+    let (to_stack, from_browser) = mpsc::unbounded_channel::<TransportEvent>();
+    let (to_browser_tx, mut to_browser) = mpsc::channel::<TransportEvent>(OUTBOUND_QUEUE);
+    let conn_cancel = state.cancel.child_token();
+    let conn = match ChannelConnection::create_connection_bounded(
+        from_browser,
+        to_browser_tx,
+        addr.clone(),
+        Some(conn_cancel.clone()),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, %peer, "SIP over WebSocket: no channel connection");
+            return;
+        }
+    };
+    let sip_conn = SipConnection::Channel(conn);
+    let layer = &state.endpoint.transport_layer;
+    layer.add_connection(sip_conn.clone());
+    tracing::debug!(%peer, "SIP over WebSocket connected");
+
+    loop {
+        tokio::select! {
+            _ = conn_cancel.cancelled() => break,
+            frame = socket.recv() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    // RFC 7118 allows binary frames with UTF-8 SIP in them.
+                    Some(Ok(Message::Binary(b))) => match String::from_utf8(b.to_vec()) {
+                        Ok(t) => t,
+                        Err(_) => continue,
+                    },
+                    // axum answers pings itself.
+                    Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                };
+                if let Some(check) = &state.check {
+                    match check(text.as_bytes()) {
+                        FrameVerdict::Pass => {}
+                        FrameVerdict::Drop => continue,
+                        FrameVerdict::Reply(bytes) => {
+                            let reply = String::from_utf8_lossy(&bytes).into_owned();
+                            if socket.send(Message::Text(reply.into())).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                match on_frame(&text, peer, state.transport, &sip_conn, &addr) {
+                    Inbound::Message(event) => {
+                        if to_stack.send(*event).is_err() {
+                            break;
+                        }
+                    }
+                    Inbound::KeepAlive => {
+                        // Double-CRLF ping (RFC 5626 §3.5.1 style, sent by
+                        // SIP.js): answer with one CRLF.
+                        if socket.send(Message::Text("\r\n".into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Inbound::Garbage => {
+                        tracing::debug!(%peer, "SIP over WebSocket: unparseable frame dropped");
+                    }
+                }
+            }
+            out = to_browser.recv() => {
+                let Some(TransportEvent::Incoming(msg, _, _)) = out else {
+                    if out.is_none() { break; }
+                    continue;
+                };
+                if socket.send(Message::Text(msg.to_string().into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // Ends the serve loop (its channel closes), which retires the
+    // connection; remove it now too so no INVITE is routed to a dead socket
+    // in between.
+    drop(to_stack);
+    layer.remove_connection(&sip_conn);
+    conn_cancel.cancel();
+    tracing::debug!(%peer, "SIP over WebSocket closed");
+}
+
+enum Inbound {
+    // Boxed: a parsed message is large and the other variants are empty.
+    Message(Box<TransportEvent>),
+    KeepAlive,
+    Garbage,
+}
+
+/// Turns one frame into what the transport layer expects from a socket:
+/// the message with `received` (and `rport`) written into its top Via, as
+/// rsipstack's own transports do.
+fn on_frame(
+    text: &str,
+    peer: SocketAddr,
+    transport: Transport,
+    conn: &SipConnection,
+    addr: &SipAddr,
+) -> Inbound {
+    if text.trim_matches(['\r', '\n']).is_empty() {
+        return Inbound::KeepAlive;
+    }
+    let Ok(msg) = SipMessage::try_from(text) else {
+        return Inbound::Garbage;
+    };
+    let Ok(msg) = SipConnection::update_msg_received(msg, peer, transport) else {
+        return Inbound::Garbage;
+    };
+    Inbound::Message(Box::new(TransportEvent::Incoming(
+        msg,
+        conn.clone(),
+        addr.clone(),
+    )))
+}

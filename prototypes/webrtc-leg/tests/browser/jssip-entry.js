@@ -1,0 +1,3 @@
+// Bundled by esbuild (offline) for the JsSIP test page.
+import JsSIP from 'jssip';
+window.JsSIP = JsSIP;

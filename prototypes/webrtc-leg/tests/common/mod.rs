@@ -1,0 +1,4 @@
+pub mod audio;
+pub mod browser;
+pub mod drive;
+pub mod sip;

@@ -1,0 +1,503 @@
+// Agent desk: state (ready / not ready with a reason), the screen pop with
+// the customer's record when a call is offered to or answered by this agent,
+// the service script for the call's queue, notes + disposition, blind
+// transfer with a note (to an agent, a queue or an allow-listed outside
+// number), attended transfer (consult a colleague while the caller holds,
+// then complete or cancel), complaint registration (5 working days) and
+// callbacks.
+
+import { api, chrome, connectEvents, dur, el, requireLogin, setConn, stateBadge, time, $, ApiError } from './common.js';
+
+const root = $('#app');
+chrome('/desk');
+const me = await requireLogin(root, ['agent', 'supervisor'], '坐席登录 Agent desk');
+
+const st = {
+  offset: 0,
+  state: null, reason: null, since: null,
+  calls: new Map(),   // call id → {caller, customer_id, queue}
+  current: null,      // {id, caller, customer_id, queue, phase: 'ringing'|'talking'|'consulted'|'ended', record}
+  consult: null,      // my attended transfer: {callId, agent, phase: 'ringing'|'talking', since}
+  scripts: [],
+  agents: [],
+};
+const now = () => Date.now() + st.offset;
+
+const DISPOSITIONS = [
+  ['solved', '已解决 solved'],
+  ['repair_booked', '已派修 repair booked'],
+  ['install_booked', '已预约安装 install booked'],
+  ['callback_promised', '约定回电 callback promised'],
+  ['complaint', '投诉已登记 complaint registered'],
+  ['info', '咨询 information'],
+  ['other', '其他 other'],
+];
+const REASONS = ['休息 break', '午餐 lunch', '培训 training', '会议 meeting', '处理工单 paperwork'];
+const KINDS = { install: '安装 install', repair: '维修 repair' };
+
+function msg(id, text, ok) {
+  const m = $(id);
+  m.className = `msg ${ok ? 'ok' : 'err'}`;
+  m.textContent = text;
+}
+
+// ---------------------------------------------------------------- layout
+
+root.replaceChildren(
+  el('div', { class: 'grid two' },
+    el('div', { class: 'grid' },
+      el('div', { class: 'panel' },
+        el('h2', {}, '我的状态 My state'),
+        el('div', { class: 'row' }, el('span', { id: 'my-state' }, '–'), el('span', { id: 'my-since', class: 'muted small' })),
+        el('div', { class: 'row', style: 'margin-top:10px' },
+          el('button', { id: 'btn-ready', onclick: () => setState('ready') }, '就绪 Ready'),
+          el('select', { id: 'nr-reason' }, REASONS.map((r) => el('option', { value: r }, r))),
+          el('button', { id: 'btn-not-ready', class: 'secondary', onclick: () => setState('not_ready', $('#nr-reason').value) }, '未就绪 Not ready')),
+        el('div', { id: 'state-msg', class: 'msg' })),
+      el('div', { class: 'panel script', id: 'script' }, el('h2', {}, '服务话术 Script'), el('div', { id: 'script-body', class: 'muted' }, '来电时显示 shown when a call arrives')),
+      el('div', { class: 'panel' },
+        el('h2', {}, '回访任务 Callbacks to make'),
+        el('div', { id: 'callbacks', class: 'small' }, '…'))),
+    el('div', { class: 'grid' },
+      el('div', { class: 'panel pop', id: 'pop' },
+        el('h2', {}, '来电 Screen pop'),
+        el('div', { id: 'pop-body', class: 'muted' }, '等待来电 waiting for a call')),
+      el('div', { class: 'panel', id: 'wrap' },
+        el('h2', {}, '处理结果 Notes and disposition'),
+        el('div', { class: 'small muted', id: 'wrap-call' }, '–'),
+        el('label', { for: 'disposition' }, '结果 Disposition'),
+        el('select', { id: 'disposition' }, DISPOSITIONS.map(([v, l]) => el('option', { value: v }, l))),
+        el('label', { for: 'notes' }, '备注 Notes'),
+        el('textarea', { id: 'notes', maxlength: 4000 }),
+        el('div', { class: 'row', style: 'margin-top:8px' }, el('button', { id: 'save-disposition', onclick: saveDisposition, disabled: true }, '保存 Save')),
+        el('div', { id: 'disposition-msg', class: 'msg' })),
+      el('div', { class: 'grid', style: 'grid-template-columns:1fr 1fr' },
+        el('div', { class: 'panel' },
+          el('h2', {}, '直接转接 Blind transfer'),
+          el('label', { for: 'transfer-to' }, '转给 To'),
+          el('select', { id: 'transfer-to', onchange: () => $('#transfer-number').classList.toggle('hidden', $('#transfer-to').value !== 'number:') }),
+          el('input', { id: 'transfer-number', class: 'hidden', inputmode: 'tel', placeholder: '外线号码 outside number, e.g. 4008001234', style: 'margin-top:6px;width:100%' }),
+          el('label', { for: 'transfer-note' }, '交接说明 Note (已知情况,避免重复询问)'),
+          el('textarea', { id: 'transfer-note', maxlength: 4000 }),
+          el('div', { class: 'row', style: 'margin-top:8px' }, el('button', { id: 'transfer', onclick: transfer, disabled: true }, '转接 Transfer')),
+          el('div', { id: 'transfer-msg', class: 'msg' })),
+        el('div', { class: 'panel' },
+          el('h2', {}, '投诉登记 Complaint'),
+          el('label', { for: 'complaint-dept' }, '责任部门 Department'),
+          el('input', { id: 'complaint-dept', placeholder: '如 售后服务部' }),
+          el('label', { for: 'complaint-text' }, '投诉内容 What happened'),
+          el('textarea', { id: 'complaint-text', maxlength: 4000 }),
+          el('div', { class: 'row', style: 'margin-top:8px' }, el('button', { id: 'complaint', onclick: complaint, disabled: true }, '登记 Register')),
+          el('div', { id: 'complaint-msg', class: 'msg' }))),
+      el('div', { class: 'panel', id: 'consult-panel' },
+        el('h2', {}, '咨询转接 Attended transfer'),
+        el('div', { class: 'small muted' }, '先与同事通话(客户听等待音乐),再转给他/她或取消回到客户 talk to a colleague first while the caller holds, then hand over or go back'),
+        el('div', { class: 'grid', style: 'grid-template-columns:minmax(0,1fr) minmax(0,2fr);gap:12px' },
+          el('div', {},
+            el('label', { for: 'consult-to' }, '咨询坐席 Agent'),
+            el('select', { id: 'consult-to', style: 'width:100%' })),
+          el('div', {},
+            el('label', { for: 'consult-note' }, '交接说明 Note'),
+            el('textarea', { id: 'consult-note', maxlength: 4000, style: 'min-height:38px' }))),
+        el('div', { class: 'row', style: 'margin-top:8px' },
+          el('button', { id: 'consult', onclick: consult, disabled: true }, '咨询 Consult'),
+          el('button', { id: 'consult-complete', onclick: () => endConsult(true), disabled: true }, '完成转接 Complete'),
+          el('button', { id: 'consult-cancel', class: 'secondary', onclick: () => endConsult(false), disabled: true }, '取消 Cancel')),
+        el('div', { id: 'consult-state', class: 'consult-state muted', 'data-phase': 'idle' }, '未咨询 no consultation'),
+        el('div', { id: 'consult-msg', class: 'msg' })))));
+
+// ---------------------------------------------------------------- state
+
+async function setState(state, reason) {
+  try {
+    const r = await api(`/api/agents/${encodeURIComponent(me.id)}/state`, { method: 'POST', body: { state, reason } });
+    applyState(r.state, r.reason, r.since_ms);
+    msg('#state-msg', '', true);
+  } catch (e) {
+    msg('#state-msg', e.message, false);
+  }
+}
+
+function applyState(state, reason, since) {
+  st.state = state; st.reason = reason; st.since = since;
+  $('#my-state').replaceChildren(stateBadge(state, reason));
+}
+
+// ---------------------------------------------------------------- screen pop
+
+function scriptFor(queue) {
+  return st.scripts.find((s) => s.queue === queue) || st.scripts.find((s) => s.queue === 'default');
+}
+
+function renderScript() {
+  const c = st.current;
+  const s = c && scriptFor(c.queue);
+  if (!s) return;
+  const name = c.record?.customer?.name || '客户';
+  $('#script-body').className = '';
+  $('#script-body').replaceChildren(
+    el('div', { class: 'small muted', id: 'script-title' }, s.title),
+    el('ol', {}, s.steps.map((t) => el('li', {}, t.replaceAll('{agent}', me.id).replaceAll('{customer}', name)))));
+}
+
+async function playRecording(callId, btn) {
+  btn.disabled = true;
+  try {
+    const res = await api(`/api/calls/${encodeURIComponent(callId)}/recording`, { raw: true });
+    const url = URL.createObjectURL(await res.blob());
+    btn.replaceWith(el('audio', { controls: true, src: url, autoplay: true, class: 'recording' }));
+  } catch (e) {
+    btn.textContent = e.message;
+  }
+}
+
+// Agents may play the recordings of their own calls only (the API refuses
+// the others); supervisors every one.
+function recordingCell(x) {
+  if (!x.recording) return '–';
+  if (me.role !== 'supervisor' && x.agent_id !== me.id) return el('span', { class: 'muted small', title: 'only the call\'s agent or a supervisor' }, '有录音');
+  return el('button', { class: 'secondary recording-link', 'data-call': x.id, onclick: (e) => playRecording(x.id, e.target) }, '▶ 播放');
+}
+
+function renderPop() {
+  const c = st.current;
+  const pop = $('#pop');
+  if (!c) return;
+  pop.className = `panel pop ${c.phase === 'ringing' ? 'ringing' : ''}`;
+  const head = el('div', { class: 'row' },
+    el('b', { id: 'pop-caller' }, c.caller || '未知号码'),
+    el('span', { class: 'badge state-on_call', id: 'pop-phase' }, { ringing: '振铃 ringing', talking: '通话中 talking', consulted: '同事咨询 consulted by a colleague', ended: '已结束 ended' }[c.phase]),
+    el('span', { class: 'muted small' }, `队列 ${c.queue || '–'} · ${c.id}`));
+  const parts = [head];
+  if (c.transferNote) parts.push(el('div', { class: 'msg ok', id: 'pop-transfer-note' }, `转接说明: ${c.transferNote}`));
+  const r = c.record;
+  if (c.recordError) parts.push(el('div', { class: 'msg err' }, c.recordError));
+  if (r) {
+    parts.push(el('dl', { class: 'kv', id: 'pop-customer', style: 'margin-top:10px' },
+      el('dt', {}, '客户 Customer'), el('dd', { id: 'pop-customer-name' }, `${r.customer.name} (${r.customer.id})`),
+      el('dt', {}, '地址 Address'), el('dd', {}, r.customer.address || '–'),
+      el('dt', {}, '区域 Region'), el('dd', {}, r.customer.region || '–'),
+      el('dt', {}, '电话 Phones'), el('dd', {}, r.phones.map((p) => p.raw).join(', ') || '–')));
+    parts.push(el('h2', { style: 'margin-top:12px' }, '工单 Work orders'));
+    parts.push(el('table', { id: 'pop-orders' },
+      el('thead', {}, el('tr', {}, ['工单 order', '类型 kind', '产品 product', '师傅 technician', '完工 completed'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, r.work_orders.length ? r.work_orders.map((w) => el('tr', { 'data-order': w.order_no },
+        el('td', {}, w.order_no), el('td', {}, KINDS[w.kind] || w.kind), el('td', {}, w.product), el('td', {}, w.technician), el('td', {}, time(w.completed_at))))
+        : [el('tr', {}, el('td', { colspan: 5, class: 'muted' }, '无 none'))])));
+    parts.push(el('h2', { style: 'margin-top:12px' }, '未结案件 Open cases'));
+    parts.push(el('table', { id: 'pop-cases' },
+      el('thead', {}, el('tr', {}, ['类型 kind', '负责人 owner', '期限 deadline', '内容 description'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, r.open_cases.length ? r.open_cases.map((k) => el('tr', { 'data-case': k.id },
+        el('td', {}, k.kind === 'complaint' ? '投诉 complaint' : '不满意 dissatisfied'), el('td', { class: 'case-owner' }, k.owner || '–'),
+        el('td', { class: k.deadline < now() ? 'worst' : '' }, time(k.deadline)), el('td', {}, k.description)))
+        : [el('tr', {}, el('td', { colspan: 4, class: 'muted' }, '无 none'))])));
+    parts.push(el('h2', { style: 'margin-top:12px' }, '历史通话 Previous calls'));
+    const prev = r.calls.filter((x) => x.id !== c.id);
+    parts.push(el('table', { id: 'pop-calls' },
+      el('thead', {}, el('tr', {}, ['时间 time', '方向', '坐席 agent', '队列', '通话 talk', '结果 outcome', '录音 recording'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, prev.length ? prev.map((x) => el('tr', { 'data-call': x.id },
+        el('td', {}, time(x.arrived_at)), el('td', {}, x.direction === 'in' ? '呼入' : '呼出'), el('td', {}, x.agent_id || '–'),
+        el('td', {}, x.queue || '–'), el('td', { class: 'num' }, dur(x.talk_ms)),
+        el('td', {}, [x.disposition, x.notes].filter(Boolean).join(' · ') || '–'),
+        el('td', {}, recordingCell(x))))
+        : [el('tr', {}, el('td', { colspan: 7, class: 'muted' }, '无 none'))])));
+  } else if (!c.recordError) {
+    parts.push(el('p', { class: 'muted' }, '未识别客户 unknown caller'));
+  }
+  $('#pop-body').className = '';
+  $('#pop-body').replaceChildren(...parts);
+  $('#wrap-call').textContent = `${c.caller || ''} · ${c.id}`;
+  $('#save-disposition').disabled = false;
+  $('#transfer').disabled = c.phase !== 'talking' || Boolean(st.consult);
+  $('#complaint').disabled = !r;
+  renderConsult();
+  renderScript();
+}
+
+async function loadRecord(c) {
+  try {
+    if (c.customer_id) {
+      c.record = await api(`/api/customers/${encodeURIComponent(c.customer_id)}`);
+    } else if (c.caller) {
+      c.record = await api(`/api/customers?phone=${encodeURIComponent(c.caller)}`);
+    }
+  } catch (e) {
+    c.recordError = e.status === 404 ? '未找到客户档案 no customer record' : e.message;
+  }
+  if (st.current === c) renderPop();
+}
+
+function popFor(callId, phase) {
+  if (st.current && st.current.id === callId) {
+    st.current.phase = phase;
+    renderPop();
+    return;
+  }
+  const known = st.calls.get(callId) || {};
+  st.current = { id: callId, phase, ...known };
+  $('#notes').value = '';
+  msg('#disposition-msg', '', true);
+  renderPop();
+  loadRecord(st.current);
+}
+
+function onMessage(m) {
+  switch (m.type) {
+    case 'snapshot': {
+      st.offset = m.now_ms - Date.now();
+      const mine = m.agents.find((a) => a.id === me.id);
+      if (mine) applyState(mine.state, mine.reason, mine.since_ms);
+      st.agents = m.agents;
+      fillTransferTargets(m.acd);
+      for (const c of m.live_calls || []) {
+        st.calls.set(c.call_id, { caller: c.caller, customer_id: c.customer_id, queue: c.queue });
+        // A reload mid-call brings the screen pop back.
+        if (c.agent === me.id && (c.state === 'ringing' || c.state === 'answered')) {
+          popFor(c.call_id, c.state === 'answered' ? 'talking' : 'ringing');
+        }
+      }
+      break;
+    }
+    case 'call_arrived':
+      st.calls.set(m.call_id, { caller: m.caller, customer_id: m.customer_id });
+      break;
+    case 'call_queued': {
+      const c = st.calls.get(m.call_id) || {};
+      c.queue = m.queue;
+      st.calls.set(m.call_id, c);
+      break;
+    }
+    case 'call_transferred': {
+      const c = st.calls.get(m.call_id) || {};
+      c.transferNote = m.note;
+      st.calls.set(m.call_id, c);
+      if (st.consult && st.consult.callId === m.call_id && m.from_agent === me.id) {
+        st.consult = null;
+        msg('#consult-msg', `已转给 ${m.to.replace(/^agent /, '坐席 ')} transferred`, true);
+      }
+      if (st.current && st.current.id === m.call_id && m.from_agent === me.id) {
+        st.current.phase = 'ended';
+        renderPop();
+      } else if (st.current && st.current.id === m.call_id && st.current.phase === 'consulted' && m.to === `agent ${me.id}`) {
+        // I was consulted and the colleague handed the caller over to me.
+        st.current.transferNote = m.note;
+        st.current.phase = 'talking';
+        renderPop();
+      }
+      break;
+    }
+    case 'call_consulting':
+      if (st.consult && st.consult.callId === m.call_id && st.consult.agent === m.agent) {
+        st.consult.phase = 'talking';
+        st.consult.since = now();
+        renderConsult();
+      } else if (m.agent === me.id) {
+        popFor(m.call_id, 'consulted');
+      }
+      break;
+    case 'call_offered':
+      if (m.agent === me.id) popFor(m.call_id, 'ringing');
+      break;
+    case 'call_answered':
+      if (m.agent === me.id) popFor(m.call_id, 'talking');
+      break;
+    case 'call_ended':
+      if (st.consult && st.consult.callId === m.call_id) {
+        st.consult = null;
+        msg('#consult-msg', '客户已挂断 the caller hung up', false);
+      }
+      if (st.current && st.current.id === m.call_id) {
+        st.current.phase = 'ended';
+        renderPop();
+      }
+      setTimeout(() => st.calls.delete(m.call_id), 600000);
+      break;
+    case 'agent_state':
+      if (m.agent === me.id) {
+        applyState(m.state, m.reason, m.since_ms);
+        // Consulted, then let go (cancelled): the call is not mine.
+        if (st.current && st.current.phase === 'consulted' && m.state !== 'on_call' && m.state !== 'reserved') {
+          st.current.phase = 'ended';
+          renderPop();
+        }
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------- actions
+
+async function saveDisposition() {
+  const c = st.current;
+  if (!c) return;
+  const body = { disposition: $('#disposition').value, notes: $('#notes').value };
+  const btn = $('#save-disposition');
+  btn.disabled = true;
+  // The call's end record is written in the background: a call that ended a
+  // moment ago may still answer 409 (in progress) or 403 (agent not yet on
+  // the record). Retry for a few seconds before reporting.
+  for (let i = 0; ; i++) {
+    try {
+      await api(`/api/calls/${encodeURIComponent(c.id)}/disposition`, { method: 'POST', body });
+      msg('#disposition-msg', `已保存 saved: ${body.disposition}`, true);
+      break;
+    } catch (e) {
+      const settling = e instanceof ApiError && (e.status === 409 || e.status === 403 || e.status === 404);
+      if (settling && i < 10 && c.phase === 'ended') {
+        msg('#disposition-msg', '保存中… saving', true);
+        await new Promise((r) => setTimeout(r, 700));
+        continue;
+      }
+      msg('#disposition-msg', e.status === 409 ? '通话结束后保存 save after the call ends' : e.message, false);
+      break;
+    }
+  }
+  btn.disabled = false;
+}
+
+function fillTransferTargets(acd) {
+  const sel = $('#transfer-to');
+  const opts = [];
+  for (const a of st.agents) if (a.id !== me.id) opts.push(el('option', { value: `agent:${a.id}` }, `坐席 ${a.id} ${a.name}`));
+  for (const q of acd?.queues || []) opts.push(el('option', { value: `queue:${q.name}` }, `队列 ${q.name}`));
+  opts.push(el('option', { value: 'number:' }, '外线号码 outside number…'));
+  const keep = sel.value;
+  sel.replaceChildren(...opts);
+  if (keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  const csel = $('#consult-to');
+  const ckeep = csel.value;
+  csel.replaceChildren(...st.agents.filter((a) => a.id !== me.id)
+    .map((a) => el('option', { value: a.id }, `坐席 ${a.id} ${a.name}`)));
+  if (ckeep && [...csel.options].some((o) => o.value === ckeep)) csel.value = ckeep;
+}
+
+async function transfer() {
+  const c = st.current;
+  if (!c) return;
+  let [kind, target] = $('#transfer-to').value.split(/:(.*)/s);
+  if (kind === 'number') {
+    target = $('#transfer-number').value.replace(/[\s-]/g, '');
+    if (!/^\+?\d{3,}$/.test(target)) {
+      msg('#transfer-msg', '请输入外线号码 enter the outside number (digits)', false);
+      return;
+    }
+  }
+  try {
+    await api(`/api/calls/${encodeURIComponent(c.id)}/transfer`, { method: 'POST', body: { to: { [kind]: target }, note: $('#transfer-note').value } });
+    msg('#transfer-msg', `已转接 transferred to ${target}`, true);
+  } catch (e) {
+    msg('#transfer-msg', e.message, false);
+  }
+}
+
+// ---------------------------------------------------------------- attended transfer
+
+function renderConsult() {
+  const c = st.current;
+  const k = st.consult && c && st.consult.callId === c.id ? st.consult : null;
+  const talking = c && c.phase === 'talking';
+  $('#consult').disabled = !talking || Boolean(k);
+  $('#consult-complete').disabled = !k;
+  $('#consult-cancel').disabled = !k;
+  const box = $('#consult-state');
+  if (!k) {
+    box.dataset.phase = 'idle';
+    box.className = 'consult-state muted';
+    box.textContent = talking ? '未咨询 no consultation' : '通话中可用 available during a connected call';
+    return;
+  }
+  box.dataset.phase = k.phase;
+  box.className = 'consult-state';
+  box.textContent = k.phase === 'ringing'
+    ? `正在呼叫坐席 ${k.agent},客户听等待音乐 ringing ${k.agent}; the caller is on hold`
+    : `与坐席 ${k.agent} 通话中,客户保持 talking with ${k.agent}; the caller is on hold — 完成转接 or 取消`;
+}
+
+async function consult() {
+  const c = st.current;
+  const agent = $('#consult-to').value;
+  if (!c || !agent) return;
+  $('#consult').disabled = true;
+  msg('#consult-msg', '', true);
+  // Set before the request: the answer (call_consulting) may come first.
+  const k = { callId: c.id, agent, phase: 'ringing', since: now() };
+  st.consult = k;
+  renderPop();
+  try {
+    await api(`/api/calls/${encodeURIComponent(c.id)}/consult`, { method: 'POST', body: { agent, note: $('#consult-note').value } });
+    // The consulted phone may ring out: no event says so; offer cancel with a hint.
+    setTimeout(() => {
+      if (st.consult === k && k.phase === 'ringing') msg('#consult-msg', `坐席 ${agent} 仍未接听 still not answering — 可取消 you may cancel`, false);
+    }, 30000);
+  } catch (e) {
+    if (st.consult === k) st.consult = null;
+    msg('#consult-msg', `咨询失败 consult failed: ${e.message}`, false);
+  }
+  renderPop();
+}
+
+async function endConsult(complete) {
+  const c = st.current;
+  const k = st.consult;
+  if (!c || !k) return;
+  const path = `/api/calls/${encodeURIComponent(k.callId)}/consult/${complete ? 'complete' : 'cancel'}`;
+  $('#consult-complete').disabled = true;
+  $('#consult-cancel').disabled = true;
+  try {
+    const r = await api(path, { method: 'POST', body: complete ? { note: $('#consult-note').value } : undefined });
+    st.consult = null;
+    if (complete) msg('#consult-msg', `已转给坐席 ${r.consulted} transferred to ${r.consulted}`, true);
+    else msg('#consult-msg', `已取消,回到客户 cancelled; you are back with the caller`, true);
+  } catch (e) {
+    // No consultation on the server any more (it rang out or was hung up): reset.
+    if (e.status === 409 && /no consultation/.test(e.message)) st.consult = null;
+    msg('#consult-msg', `${complete ? '完成转接' : '取消'}失败 failed: ${e.message}`, false);
+  }
+  renderPop();
+}
+
+async function complaint() {
+  const c = st.current;
+  if (!c?.record) return;
+  try {
+    const k = await api('/api/cases', {
+      method: 'POST',
+      body: { customer_id: c.record.customer.id, description: $('#complaint-text').value, department: $('#complaint-dept').value, call_id: c.id },
+    });
+    msg('#complaint-msg', `已登记 ${k.id},处理期限 deadline ${time(k.deadline)} (5个工作日)`, true);
+    c.record.open_cases.push(k);
+    renderPop();
+  } catch (e) {
+    msg('#complaint-msg', e.message, false);
+  }
+}
+
+async function loadCallbacks() {
+  const box = $('#callbacks');
+  if (me.role !== 'supervisor') {
+    // Callback requests are listed for supervisors, who hand them out.
+    box.replaceChildren(el('span', { class: 'muted' }, '由主管分配 assigned by the supervisor'));
+    return;
+  }
+  try {
+    const rows = await api('/api/callback-requests?state=pending&limit=20');
+    box.replaceChildren(rows.length ? el('table', {},
+      el('thead', {}, el('tr', {}, ['号码 phone', '客户', '约定时间 due'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, rows.map((r) => el('tr', {}, el('td', {}, r.phone), el('td', {}, r.customer_id || '–'), el('td', {}, time(r.due_at))))))
+      : el('span', { class: 'muted' }, '无待回电 none pending'));
+  } catch (e) {
+    box.textContent = e.message;
+  }
+}
+
+setInterval(() => {
+  if (st.since) $('#my-since').textContent = `已持续 ${dur(now() - st.since)}`;
+}, 1000);
+
+try {
+  st.scripts = await (await fetch('/web/scripts.json')).json();
+} catch { /* the desk works without scripts */ }
+connectEvents(onMessage, setConn);
+loadCallbacks();

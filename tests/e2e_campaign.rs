@@ -1,0 +1,660 @@
+//! End to end: a callback campaign through a real SIP trunk. pjsua2
+//! (`tests/peers/pjsua2_customers.py`) plays the carrier and every customer
+//! phone behind it; orders come in with `hotline import work-orders`; the
+//! dialer calls, the survey IVR collects RFC 4733 keys, and the database
+//! shows each step:
+//!
+//! - C1 answers and is satisfied;
+//! - C2 is busy (486), then answers on the retry and is satisfied;
+//! - C3's number does not exist (404): phone flagged, task invalid;
+//! - C4 is dissatisfied → case → the manager's fix (API) → second callback →
+//!   satisfied → case closed; the weekly exception summary counts it;
+//! - C5's phone is ringing when the server is SIGKILLed; after the restart
+//!   the cut-off attempt is closed as interrupted and a new attempt (not the
+//!   same one again) reaches the customer; nothing is lost or duplicated.
+//!
+//! Calling hours are 00:00-24:00 so the test does not depend on the time of
+//! day; back-offs are seconds.
+
+#[path = "common/audio.rs"]
+mod audio;
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{free_port, poll, venv_python, TestServer, REPO};
+use serde_json::{json, Value};
+
+const USERS: &str = r#"
+[[users]]
+id = "s1"
+name = "Supervisor One"
+password = "hotline-s1"
+role = "supervisor"
+"#;
+
+/// The pjsua2 customers process, its JSON lines collected by a thread.
+struct Customers {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Customers {
+    fn start(port: u16, plan: &Value, record_dir: &std::path::Path) -> Self {
+        let mut child = Command::new(venv_python())
+            .arg(format!("{REPO}/tests/peers/pjsua2_customers.py"))
+            .args(["--port", &port.to_string(), "--plan", &plan.to_string()])
+            .arg("--record-dir")
+            .arg(record_dir)
+            .args(["--limit", "240"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pjsua2_customers.py");
+        let out = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+                }
+            }
+        });
+        let c = Self { child, lines };
+        assert!(
+            poll(Duration::from_secs(15), || c
+                .events("started")
+                .first()
+                .cloned())
+            .is_some(),
+            "pjsua2 customers did not start: {:?}",
+            c.all()
+        );
+        c
+    }
+
+    fn all(&self) -> Vec<Value> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn events(&self, kind: &str) -> Vec<Value> {
+        self.all()
+            .into_iter()
+            .filter(|v| v["event"] == kind)
+            .collect()
+    }
+
+    /// INVITEs that reached this phone.
+    fn calls_to(&self, phone: &str) -> usize {
+        self.events("incoming")
+            .iter()
+            .filter(|v| v["phone"] == phone)
+            .count()
+    }
+}
+
+impl Drop for Customers {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- pjsua2 customers ---");
+            for l in self.all() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("write");
+    s.write_all(body.as_bytes()).expect("write body");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let (h, b) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = h
+        .split_whitespace()
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .expect("status");
+    let b = if h
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(b)
+    } else {
+        b.to_string()
+    };
+    (status, serde_json::from_str(&b).unwrap_or(Value::Null))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn login(server: &TestServer) -> String {
+    let (st, v) = request(
+        server.http,
+        "POST",
+        "/api/login",
+        None,
+        Some(&json!({"id": "s1", "password": "hotline-s1"})),
+    );
+    assert_eq!(st, 200, "{v}");
+    v["token"].as_str().expect("token").to_string()
+}
+
+// ---------------------------------------------------------------------------
+// The database
+
+fn db<T>(server: &TestServer, f: impl AsyncFnOnce(hotline::store::Store) -> T) -> T {
+    let url = format!("sqlite://{}", server.db_path().display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let store = hotline::store::Store::connect(&url).await.expect("open db");
+        let out = f(store.clone()).await;
+        store.close().await;
+        out
+    })
+}
+
+/// One row's text columns by query (first row), all as strings.
+fn rows(server: &TestServer, sql: &str, arg: &str) -> Vec<Vec<Option<String>>> {
+    let sql = sql.to_string();
+    let arg = arg.to_string();
+    db(server, async move |s| {
+        use sqlx::Row;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(arg)
+            .fetch_all(s.pool())
+            .await
+            .expect("query");
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        r.try_get::<Option<String>, _>(i)
+                            .ok()
+                            .flatten()
+                            .or_else(|| {
+                                r.try_get::<Option<i64>, _>(i)
+                                    .ok()
+                                    .flatten()
+                                    .map(|n| n.to_string())
+                            })
+                    })
+                    .collect()
+            })
+            .collect()
+    })
+}
+
+fn task_state(server: &TestServer, id: &str) -> Option<String> {
+    rows(server, "SELECT state FROM callback_tasks WHERE id = $1", id)
+        .first()
+        .and_then(|r| r[0].clone())
+}
+
+fn wait_state(server: &TestServer, id: &str, want: &str, limit: Duration) {
+    let got = poll(limit, || {
+        (task_state(server, id).as_deref() == Some(want)).then_some(())
+    });
+    if got.is_none() {
+        panic!(
+            "task {id} not {want} within {limit:?} (now {:?}); attempts {:?}",
+            task_state(server, id),
+            attempts(server, id)
+        );
+    }
+}
+
+/// (attempt, outcome, sip_status, call_id) of a task, in order.
+fn attempts(server: &TestServer, task: &str) -> Vec<(String, String, String, String)> {
+    rows(
+        server,
+        "SELECT CAST(attempt AS TEXT), outcome, CAST(sip_status AS TEXT), call_id \
+         FROM callback_attempts WHERE task_id = $1 ORDER BY attempt",
+        task,
+    )
+    .into_iter()
+    .map(|r| {
+        let s = |i: usize| r[i].clone().unwrap_or_default();
+        (s(0), s(1), s(2), s(3))
+    })
+    .collect()
+}
+
+fn outcomes(server: &TestServer, task: &str) -> Vec<String> {
+    attempts(server, task).into_iter().map(|a| a.1).collect()
+}
+
+/// (direction, customer_id, work_order, to_number, hangup_cause) of the
+/// task's calls, once every one has its completion (the call record is
+/// written by the batching writer, after the task's outcome: 5 s at most).
+fn calls(server: &TestServer, task: &str) -> Vec<Vec<Option<String>>> {
+    let read = || {
+        rows(
+            server,
+            "SELECT direction, customer_id, work_order, to_number, hangup_cause FROM calls \
+             WHERE task_id = $1 ORDER BY arrived_at",
+            task,
+        )
+    };
+    poll(Duration::from_secs(5), || {
+        let all = read();
+        all.iter()
+            .all(|r| r[4].as_deref().is_some_and(|c| !c.is_empty()))
+            .then_some(all)
+    })
+    .unwrap_or_else(read)
+}
+
+/// (attitude, cleaned, fees_ok, satisfaction, completed) of the task's surveys.
+fn surveys(server: &TestServer, task: &str) -> Vec<Vec<Option<String>>> {
+    rows(
+        server,
+        "SELECT CAST(attitude AS TEXT), CAST(cleaned AS TEXT), CAST(fees_ok AS TEXT), \
+         CAST(satisfaction AS TEXT), CAST(completed AS TEXT), s.call_id FROM surveys s \
+         WHERE task_id = $1 ORDER BY answered_at",
+        task,
+    )
+}
+
+fn phone_status(server: &TestServer, customer: &str) -> String {
+    rows(
+        server,
+        "SELECT phone_status FROM customers WHERE id = $1",
+        customer,
+    )[0][0]
+        .clone()
+        .unwrap_or_default()
+}
+
+fn customer_of(server: &TestServer, order: &str) -> String {
+    rows(
+        server,
+        "SELECT customer_id FROM work_orders WHERE order_no = $1",
+        order,
+    )[0][0]
+        .clone()
+        .unwrap_or_default()
+}
+
+fn import(server: &TestServer, name: &str, csv: &str) {
+    let path = server.dir().join(name);
+    std::fs::write(&path, csv).expect("write csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["import", "work-orders"])
+        .arg(&path)
+        .arg("--config")
+        .arg(server.config_path())
+        .output()
+        .expect("run hotline import");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "import failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const HEADER: &str =
+    "order_no,type,customer_name,phone,address,region,product,technician,department,completed_at,fees\n";
+
+fn order(no: &str, name: &str, phone: &str, region: &str, completed: &str) -> String {
+    format!("{no},install,{name},{phone},{region}市1号,{region},空调,李师傅,安装一部,{completed},120.00\n")
+}
+
+#[test]
+fn callback_campaign_end_to_end() {
+    let trunk = free_port();
+    // Keys: greeting 1 (go on), attitude, cleaned, fees, satisfaction.
+    let happy = "answer:11111";
+    let plan = json!({
+        // C1 stays on the line to hear the whole closing prompt.
+        "13800000001": ["answer:11111:stay"],
+        "13800000002": ["reject:486", happy],
+        "13800000003": ["reject:404"],
+        // 服务态度满意, 现场未清理, 收费属实, 很不满意; then satisfied.
+        "13800000004": ["answer:11215", happy],
+        "13800000005": ["ring:30", happy],
+    });
+    let heard = tempfile::tempdir().expect("tempdir");
+    let customers = Customers::start(trunk, &plan, heard.path());
+    let mut server = TestServer::builder()
+        .extra_toml(USERS)
+        .extra_toml(&format!(
+            r#"
+[[trunks]]
+name = "carrier"
+address = "127.0.0.1:{trunk}"
+max_calls = 4
+calls_per_second = 5
+caller_id = "4008008000"
+
+[campaign]
+trunk = "carrier"
+dialplan = "{REPO}/dialplans/survey.toml"
+calling_hours = "00:00-24:00"
+retry_busy_secs = 3
+retry_no_answer_secs = 3
+retry_incomplete_secs = 3
+retry_error_secs = 2
+ring_timeout_secs = 40
+poll_ms = 200
+"#
+        ))
+        .start();
+
+    // Completed yesterday (Shanghai): an installation's window is today.
+    let yesterday = (chrono::Utc::now() - chrono::Duration::hours(24))
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    let mut csv = HEADER.to_string();
+    csv += &order("WO1", "张一", "13800000001", "杭州", &yesterday);
+    csv += &order("WO2", "张二", "13800000002", "杭州", &yesterday);
+    csv += &order("WO3", "张三", "13800000003", "宁波", &yesterday);
+    csv += &order("WO4", "张四", "13800000004", "宁波", &yesterday);
+    import(&server, "orders.csv", &csv);
+
+    let limit = Duration::from_secs(60);
+    wait_state(&server, "wo-WO1", "done", limit);
+    wait_state(&server, "wo-WO2", "done", limit);
+    wait_state(&server, "wo-WO3", "invalid", limit);
+    wait_state(&server, "wo-WO4", "done", limit);
+
+    // C1: one attempt, answered, a complete satisfied survey.
+    let c1 = customer_of(&server, "WO1");
+    assert_eq!(outcomes(&server, "wo-WO1"), ["answered"]);
+    let cl = calls(&server, "wo-WO1");
+    assert_eq!(cl.len(), 1);
+    assert_eq!(cl[0][0].as_deref(), Some("out"));
+    assert_eq!(cl[0][1].as_deref(), Some(c1.as_str()));
+    assert_eq!(cl[0][2].as_deref(), Some("WO1"));
+    assert_eq!(cl[0][3].as_deref(), Some("13800000001"));
+    let sv = surveys(&server, "wo-WO1");
+    assert_eq!(sv.len(), 1);
+    let want: [Option<&str>; 5] = [Some("5"), Some("1"), Some("1"), Some("5"), Some("1")];
+    assert_eq!(
+        sv[0][..5].iter().map(|x| x.as_deref()).collect::<Vec<_>>(),
+        want
+    );
+    assert_eq!(sv[0][5], attempts(&server, "wo-WO1")[0].3.clone().into());
+    assert_eq!(phone_status(&server, &c1), "ok");
+    assert_eq!(
+        cl[0][4].as_deref(),
+        Some("survey_completed"),
+        "hotline hung up after thanking"
+    );
+    // What C1's phone heard: the closing prompt, played whole (audio, not
+    // just signalling: RMS envelope correlation with the prompt file).
+    let wav = poll(Duration::from_secs(10), || {
+        customers
+            .events("recorded")
+            .into_iter()
+            .find(|v| v["phone"] == "13800000001")
+            .and_then(|v| v["path"].as_str().map(std::path::PathBuf::from))
+    })
+    .expect("C1's call recorded");
+    let rec = audio::Recording::new(&audio::read_wav(&wav), 40);
+    let prompt = |name: &str| {
+        audio::PromptAudio::load(std::path::Path::new(&format!(
+            "{REPO}/dialplans/prompts/{name}.wav"
+        )))
+    };
+    let score = |name: &str| {
+        rec.best_elastic(&prompt(name), 0..rec.samples)
+            .map_or(0.0, |m| m.score)
+    };
+    let thanks = score("survey_thanks");
+    assert!(
+        thanks >= audio::MATCH_THRESHOLD && thanks > score("survey_later"),
+        "survey_thanks r = {thanks:.3} (survey_later {:.3}) in {:.1}s heard",
+        score("survey_later"),
+        rec.secs()
+    );
+
+    // C2: busy first (486), answered on the retry.
+    let a2 = attempts(&server, "wo-WO2");
+    assert_eq!(a2.len(), 2, "{a2:?}");
+    assert_eq!((a2[0].1.as_str(), a2[0].2.as_str()), ("busy", "486"));
+    assert_eq!(a2[1].1, "answered");
+    assert_eq!(calls(&server, "wo-WO2").len(), 2);
+    assert_eq!(surveys(&server, "wo-WO2").len(), 1);
+    assert_eq!(customers.calls_to("13800000002"), 2);
+
+    // C3: 404 → number flagged as empty (空号), no survey, no retry.
+    let a3 = attempts(&server, "wo-WO3");
+    assert_eq!(a3.len(), 1);
+    assert_eq!((a3[0].1.as_str(), a3[0].2.as_str()), ("invalid", "404"));
+    assert_eq!(phone_status(&server, &customer_of(&server, "WO3")), "empty");
+    assert!(surveys(&server, "wo-WO3").is_empty());
+    assert_eq!(customers.calls_to("13800000003"), 1);
+
+    // C4: dissatisfied → a case for the department.
+    let sv4 = surveys(&server, "wo-WO4");
+    assert_eq!(sv4.len(), 1);
+    assert_eq!(sv4[0][1].as_deref(), Some("0"), "site not cleaned");
+    assert_eq!(sv4[0][3].as_deref(), Some("1"), "很不满意");
+    let c4 = customer_of(&server, "WO4");
+    let token = login(&server);
+    let (st, cases) = request(
+        server.http,
+        "GET",
+        "/api/cases?state=open&kind=dissatisfied",
+        Some(&token),
+        None,
+    );
+    assert_eq!(st, 200, "{cases}");
+    let cases = cases.as_array().cloned().unwrap_or_default();
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    let case = &cases[0];
+    assert_eq!(case["customer_id"], c4.as_str());
+    assert_eq!(case["department"], "安装一部");
+    assert_eq!(case["region"], "宁波");
+    assert_eq!(case["work_order"], "WO4");
+    assert_eq!(case["interviewee"], "张四");
+    assert!(
+        case["description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("很不满意"),
+        "{case}"
+    );
+    let case_id = case["id"].as_str().expect("case id").to_string();
+
+    // An agent-less API check: a wrong body and an unknown case.
+    let (st, _) = request(
+        server.http,
+        "POST",
+        &format!("/api/cases/{case_id}/fix"),
+        Some(&token),
+        Some(&json!({"fix": ""})),
+    );
+    assert_eq!(st, 422);
+    let (st, _) = request(
+        server.http,
+        "POST",
+        "/api/cases/nope/fix",
+        Some(&token),
+        Some(&json!({"fix": "x"})),
+    );
+    assert_eq!(st, 404);
+
+    // The manager's fix → resolved, second callback scheduled.
+    let (st, fixed) = request(
+        server.http,
+        "POST",
+        &format!("/api/cases/{case_id}/fix"),
+        Some(&token),
+        Some(&json!({"fix": "已派师傅上门清理现场并道歉"})),
+    );
+    assert_eq!(st, 200, "{fixed}");
+    assert_eq!(fixed["case"]["state"], "resolved");
+    let second = fixed["second_task"]
+        .as_str()
+        .expect("second task")
+        .to_string();
+    let (st, _) = request(
+        server.http,
+        "POST",
+        &format!("/api/cases/{case_id}/fix"),
+        Some(&token),
+        Some(&json!({"fix": "again"})),
+    );
+    assert_eq!(st, 409, "a resolved case takes no second fix");
+
+    wait_state(&server, &second, "done", limit);
+    let kind = rows(
+        &server,
+        "SELECT kind, case_id FROM callback_tasks WHERE id = $1",
+        &second,
+    );
+    assert_eq!(kind[0][0].as_deref(), Some("second"));
+    assert_eq!(kind[0][1].as_deref(), Some(case_id.as_str()));
+    let sv = surveys(&server, &second);
+    assert_eq!(sv.len(), 1);
+    assert_eq!(sv[0][3].as_deref(), Some("5"));
+    let closed = poll(Duration::from_secs(5), || {
+        let (_, c) = request(
+            server.http,
+            "GET",
+            "/api/cases?state=closed",
+            Some(&token),
+            None,
+        );
+        c.as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == case_id.as_str()).cloned())
+    })
+    .expect("case closed after the satisfied second callback");
+    assert!(closed["closed_at"].is_i64(), "{closed}");
+    let events = rows(
+        &server,
+        "SELECT actor, text FROM case_events WHERE case_id = $1 ORDER BY at",
+        &case_id,
+    );
+    assert_eq!(events.len(), 3, "opened, fixed, closed: {events:?}");
+    assert_eq!(events[1][0].as_deref(), Some("s1"));
+    assert_eq!(customers.calls_to("13800000004"), 2);
+
+    // The weekly exception summary of this week: Ningbo opened 1, fixed 1.
+    let week = {
+        use chrono::Datelike;
+        let d = chrono::Utc::now()
+            .with_timezone(&chrono_tz::Asia::Shanghai)
+            .date_naive();
+        let iso = d.iso_week();
+        format!("{}-W{:02}", iso.year(), iso.week())
+    };
+    let (st, rep) = request(
+        server.http,
+        "GET",
+        &format!("/api/reports/exceptions?week={week}"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(st, 200, "{rep}");
+    assert_eq!(rep["week"], week.as_str());
+    let ningbo = rep["regions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["region"] == "宁波").cloned())
+        .unwrap_or_else(|| panic!("{rep}"));
+    assert_eq!(
+        (ningbo["opened"].as_i64(), ningbo["fixed"].as_i64()),
+        (Some(1), Some(1)),
+        "{rep}"
+    );
+
+    // ---- Kill in the middle of a call, restart, nothing lost or doubled ----
+    let before: Vec<usize> = (1..=4)
+        .map(|i| customers.calls_to(&format!("1380000000{i}")))
+        .collect();
+    let mut csv = HEADER.to_string();
+    csv += &order("WO5", "张五", "13800000005", "杭州", &yesterday);
+    import(&server, "more.csv", &csv);
+    poll(Duration::from_secs(20), || {
+        (customers.calls_to("13800000005") == 1).then_some(())
+    })
+    .expect("the dialer calls C5");
+    assert_eq!(task_state(&server, "wo-WO5").as_deref(), Some("dialing"));
+    let a5 = attempts(&server, "wo-WO5");
+    assert_eq!(a5.len(), 1);
+    assert_eq!(
+        a5[0].1, "",
+        "attempt 1 written before the dial, no outcome yet"
+    );
+    server.kill_and_restart();
+
+    wait_state(&server, "wo-WO5", "done", limit);
+    let a5 = attempts(&server, "wo-WO5");
+    assert_eq!(a5.len(), 2, "{a5:?}");
+    assert_eq!(a5[0].1, "interrupted");
+    assert_eq!(a5[1].1, "answered");
+    assert_ne!(a5[0].3, a5[1].3, "a new call for the new attempt");
+    let c5 = calls(&server, "wo-WO5");
+    assert_eq!(c5.len(), 2);
+    assert_eq!(c5[0][4].as_deref(), Some("server_restart"));
+    assert_eq!(surveys(&server, "wo-WO5").len(), 1);
+    assert_eq!(customers.calls_to("13800000005"), 2, "one call per attempt");
+    // Nobody else was called again after the restart, and no task is left behind.
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<usize> = (1..=4)
+        .map(|i| customers.calls_to(&format!("1380000000{i}")))
+        .collect();
+    assert_eq!(before, after);
+    let left = rows(
+        &server,
+        "SELECT id FROM callback_tasks WHERE state IN ('pending', 'dialing') AND id <> $1",
+        "",
+    );
+    assert!(left.is_empty(), "{left:?}");
+    let total_attempts = rows(
+        &server,
+        "SELECT CAST(COUNT(*) AS TEXT) FROM callback_attempts WHERE id <> $1",
+        "",
+    );
+    assert_eq!(total_attempts[0][0].as_deref(), Some("8"));
+}
