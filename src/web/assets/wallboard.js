@@ -89,9 +89,16 @@ function onMessage(m) {
     }
     case 'call_monitored': {
       const mon = monitorOf(m.call_id);
+      const left = m.mode === 'none';
       if (m.supervisor === me.id) {
         clearTimeout(mon.timer);
-        Object.assign(mon, { mode: m.mode, joined: true, pending: null, msg: '', ok: true });
+        // The leave event may come before or after the stop request's answer:
+        // either way the page says the monitoring ended.
+        Object.assign(mon, left
+          ? { mode: null, joined: false, pending: null, msg: '已结束监听 stopped', ok: true }
+          : { mode: m.mode, joined: true, pending: null, msg: '', ok: true });
+      } else if (left) {
+        mon.others.delete(m.supervisor);
       } else {
         mon.others.set(m.supervisor, m.mode);
       }
