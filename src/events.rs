@@ -70,6 +70,21 @@ pub enum Event {
         phone: String,
         due_ms: u64,
     },
+    /// An agent-first callback: the agent's phone answered and the
+    /// customer of callback task `task_id` is being dialled.
+    CallbackDialing {
+        call_id: String,
+        task_id: String,
+        agent: String,
+        phone: String,
+    },
+    /// A callback task's attempt is settled: its outcome and the task's state.
+    CallbackResult {
+        task_id: String,
+        call_id: String,
+        outcome: String,
+        state: String,
+    },
     /// The call is over.
     CallEnded { call_id: String, cause: String },
     /// The agent recorded the outcome of a call.
@@ -119,6 +134,8 @@ impl Event {
             Event::CallConsulting { .. } => "call_consulting",
             Event::CallMonitored { .. } => "call_monitored",
             Event::CallbackRequested { .. } => "callback_requested",
+            Event::CallbackDialing { .. } => "callback_dialing",
+            Event::CallbackResult { .. } => "callback_result",
             Event::CallEnded { .. } => "call_ended",
             Event::CallDisposition { .. } => "call_disposition",
             Event::AgentState { .. } => "agent_state",
@@ -280,6 +297,18 @@ mod tests {
                 call_id: "c".into(),
                 phone: "p".into(),
                 due_ms: 1,
+            },
+            Event::CallbackDialing {
+                call_id: "c".into(),
+                task_id: "t".into(),
+                agent: "a".into(),
+                phone: "p".into(),
+            },
+            Event::CallbackResult {
+                task_id: "t".into(),
+                call_id: "c".into(),
+                outcome: "answered".into(),
+                state: "done".into(),
             },
             Event::CallEnded {
                 call_id: "c".into(),

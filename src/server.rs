@@ -162,7 +162,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         cancel.clone(),
     )
     .await?;
-    crate::call::campaign::start(
+    let campaign = crate::call::campaign::start(
         &config,
         store.clone(),
         media.clone(),
@@ -170,6 +170,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         writer.clone(),
         clock.clone(),
         events.clone(),
+        acd.clone(),
         cancel.clone(),
     )?;
     crate::call::spawn_manager(
@@ -208,7 +209,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(acd.clone()),
         clock.clone(),
     )
-    .with_sip(sip.clone());
+    .with_sip(sip.clone())
+    .with_campaign(campaign);
     crate::api::spawn_queue_stats(&api_state, std::time::Duration::from_secs(2));
     let app = crate::api::router(api_state);
     let http_cancel = cancel.clone();

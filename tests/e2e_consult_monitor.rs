@@ -15,7 +15,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use audio::{goertzel, wav_channel};
+use audio::{first_run, last_run, tone_frames, tone_wav, wav_channel, FRAME};
 use common::agents::{
     agent, agent_password, hotline_dialplan, wait_registrations, Baresip, Customer, QueueSetup,
 };
@@ -24,56 +24,6 @@ use common::{http_request, poll, TestServer};
 const TONE_1001: f32 = 1000.0;
 const TONE_1002: f32 = 1600.0;
 const TONE_SUPERVISOR: f32 = 2200.0;
-/// Samples in one analysis frame (20 ms at 8 kHz).
-const FRAME: usize = 160;
-
-/// A 90 s tone as an 8 kHz WAV (baresip's microphone; it hangs up when
-/// the file ends, so longer than any call here).
-fn tone_wav(dir: &Path, freq: f32) -> PathBuf {
-    let out = dir.join(format!("tone-{freq}.wav"));
-    let st = std::process::Command::new(common::require_binary("sox", "Debian package sox"))
-        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
-        .arg(&out)
-        .args(["synth", "90", "sine", &freq.to_string(), "gain", "-8"])
-        .status()
-        .expect("run sox");
-    assert!(st.success(), "sox could not make a tone");
-    out
-}
-
-/// Per 20 ms frame: whether `freq` carries at least a quarter of the
-/// frame's energy (and the frame is not near silence).
-fn tone_frames(samples: &[f32], rate: u32, freq: f32) -> Vec<bool> {
-    let n = FRAME * rate as usize / 8000;
-    samples
-        .chunks_exact(n)
-        .map(|c| {
-            let energy: f32 = c.iter().map(|x| x * x).sum();
-            if energy / (n as f32) < 1e-5 {
-                return false;
-            }
-            // goertzel() assumes 8 kHz: scale the frequency to the file's rate.
-            let p = goertzel(c, freq * 8000.0 / rate as f32);
-            p / (energy * n as f32 / 2.0) > 0.25
-        })
-        .collect()
-}
-
-/// Start (in seconds) of the first run of 10 frames (200 ms) with the tone.
-fn first_run(frames: &[bool]) -> Option<f32> {
-    frames
-        .windows(10)
-        .position(|w| w.iter().all(|&b| b))
-        .map(|i| i as f32 * 0.02)
-}
-
-/// End (in seconds) of the last run of 10 frames with the tone.
-fn last_run(frames: &[bool]) -> Option<f32> {
-    frames
-        .windows(10)
-        .rposition(|w| w.iter().all(|&b| b))
-        .map(|i| (i + 10) as f32 * 0.02)
-}
 
 fn seconds_of(frames: &[bool]) -> f32 {
     frames.iter().filter(|&&b| b).count() as f32 * 0.02

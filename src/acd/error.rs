@@ -30,6 +30,8 @@ pub enum AcdError {
     NotConnected { call_id: String, agent: String },
     #[error("call {0:?} is not waiting in a queue")]
     CallNotWaiting(String),
+    #[error("no agent is available{}", skill.as_deref().map(|s| format!(" with skill {s:?}")).unwrap_or_default())]
+    NoAgentAvailable { skill: Option<String> },
     #[error("agent {agent:?} cannot do that while {state}")]
     InvalidAgentState { agent: String, state: String },
     /// A consultation (attended transfer) is already going on, or none is.

@@ -183,6 +183,27 @@ pub enum Input {
         complete: bool,
         note: String,
     },
+    /// An agent-first outbound call (a callback task): `agent` (preview:
+    /// the agent chose the task) must be available; None (progressive)
+    /// picks the longest-idle available agent with `skill` (any when None).
+    /// The agent is Reserved while their phone rings; the pick comes back
+    /// as [`Action::DirectReserved`].
+    DirectReserve {
+        call_id: String,
+        agent: Option<String>,
+        skill: Option<String>,
+    },
+    /// The agent answered their phone for the direct call.
+    DirectAnswered {
+        call_id: String,
+        agent: String,
+    },
+    /// The direct call is over: wrap-up for `wrap_up_ms` (0: Ready at once).
+    DirectEnded {
+        call_id: String,
+        agent: String,
+        wrap_up_ms: u64,
+    },
     /// Start a new day of counters (answered, abandoned, service level...).
     ResetDailyStats,
     /// Time passed; asked for through [`Router::poll_timeout`](super::Router::poll_timeout).
@@ -248,4 +269,6 @@ pub enum Action {
     /// The input was refused; nothing changed. For a stale `OfferAnswered`
     /// the shell must hang up that agent's leg.
     Rejected { error: AcdError },
+    /// The agent reserved for a direct (outbound) call.
+    DirectReserved { call_id: String, agent: String },
 }

@@ -377,6 +377,44 @@ impl Router {
                 complete,
                 note,
             } => self.consult_ended(&call_id, &agent, complete, note, now, out),
+            Input::DirectReserve {
+                call_id,
+                agent,
+                skill,
+            } => self.direct_reserve(call_id, agent, skill, now, out),
+            Input::DirectAnswered { call_id, agent } => {
+                let a = self.agent_mut(&agent)?;
+                if a.call.as_deref() != Some(call_id.as_str()) {
+                    return Err(AcdError::InvalidAgentState {
+                        agent,
+                        state: format!("not reserved for call {call_id:?}"),
+                    });
+                }
+                a.set_state(AgentState::OnCall, now, out);
+                Ok(())
+            }
+            Input::DirectEnded {
+                call_id,
+                agent,
+                wrap_up_ms,
+            } => {
+                let a = self.agent_mut(&agent)?;
+                // An agent who logged out or went not ready meanwhile keeps that state.
+                if a.call.as_deref() != Some(call_id.as_str()) {
+                    return Ok(());
+                }
+                a.call = None;
+                match a.state {
+                    AgentState::OnCall if wrap_up_ms > 0 => {
+                        a.wrap_until_ms = Some(now.saturating_add(wrap_up_ms));
+                        a.set_state(AgentState::WrapUp, now, out);
+                    }
+                    AgentState::OnCall => finish_wrap(a, now, out),
+                    AgentState::Reserved => a.release(now, out),
+                    _ => {}
+                }
+                Ok(())
+            }
             Input::ResetDailyStats => {
                 for q in &mut self.queues {
                     q.stats = QueueStats::default();
@@ -808,6 +846,46 @@ impl Router {
         // Transfers bypass max_length: a caller already served is not
         // bounced because the next queue is busy.
         self.admit(call, now);
+        Ok(())
+    }
+
+    fn direct_reserve(
+        &mut self,
+        call_id: String,
+        agent: Option<String>,
+        skill: Option<String>,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), AcdError> {
+        let id = match agent {
+            Some(id) => {
+                let a = self
+                    .agents
+                    .get(&id)
+                    .ok_or_else(|| AcdError::UnknownAgent(id.clone()))?;
+                if !self.available(a) {
+                    let state = if a.state == AgentState::Ready {
+                        "without a registered phone".to_string()
+                    } else {
+                        a.state.to_string()
+                    };
+                    return Err(AcdError::InvalidAgentState { agent: id, state });
+                }
+                id
+            }
+            None => self
+                .agents
+                .values()
+                .filter(|a| self.available(a))
+                .filter(|a| skill.as_ref().is_none_or(|s| a.skills.contains_key(s)))
+                .min_by(|x, y| (x.idle_since_ms, &x.id).cmp(&(y.idle_since_ms, &y.id)))
+                .map(|a| a.id.clone())
+                .ok_or(AcdError::NoAgentAvailable { skill })?,
+        };
+        let a = self.agent_mut(&id)?;
+        a.call = Some(call_id.clone());
+        a.set_state(AgentState::Reserved, now, out);
+        out.push(Action::DirectReserved { call_id, agent: id });
         Ok(())
     }
 

@@ -1499,3 +1499,128 @@ fn a_ringing_owner_is_cut_off_when_the_owner_window_ends() {
     let (_, call, agents) = only_offer(&out);
     assert_eq!((call.as_str(), agents), ("c1", vec!["other".to_string()]));
 }
+
+fn reserved(out: &[Action]) -> Option<String> {
+    out.iter().find_map(|a| match a {
+        Action::DirectReserved { agent, .. } => Some(agent.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn direct_reserve_picks_the_longest_idle_agent_with_the_skill() {
+    let mut s = Sim::one(Strategy::LongestIdle);
+    s.agent("a1", &[("install", 5)]);
+    s.agent("cb1", &[("callback", 5)]);
+    s.agent("cb2", &[("callback", 5)]);
+    let out = s.send(Input::DirectReserve {
+        call_id: "out1".into(),
+        agent: None,
+        skill: Some("callback".into()),
+    });
+    assert_eq!(reserved(&out).as_deref(), Some("cb1"), "{out:?}");
+    assert_eq!(s.state("cb1"), AgentState::Reserved);
+    // A reserved agent is not offered inbound calls.
+    let out = s.enqueue("in1", "service", 0);
+    let (_, _, agents) = only_offer(&out);
+    assert!(!agents.contains(&"cb1".to_string()), "{agents:?}");
+    let out = s.send(Input::DirectReserve {
+        call_id: "out2".into(),
+        agent: None,
+        skill: Some("callback".into()),
+    });
+    assert_eq!(reserved(&out).as_deref(), Some("cb2"), "{out:?}");
+    // Nobody left with the skill: refused, nothing reserved.
+    let out = s.send(Input::DirectReserve {
+        call_id: "out3".into(),
+        agent: None,
+        skill: Some("callback".into()),
+    });
+    assert!(
+        matches!(rejected(&out), Some(AcdError::NoAgentAvailable { .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn direct_call_answered_then_wrap_up_then_ready() {
+    let mut s = Sim::one(Strategy::LongestIdle);
+    s.agent("cb1", &[]);
+    let out = s.send(Input::DirectReserve {
+        call_id: "out1".into(),
+        agent: Some("cb1".into()),
+        skill: None,
+    });
+    assert_eq!(reserved(&out).as_deref(), Some("cb1"));
+    s.send(Input::DirectAnswered {
+        call_id: "out1".into(),
+        agent: "cb1".into(),
+    });
+    assert_eq!(s.state("cb1"), AgentState::OnCall);
+    // A second reservation of a busy agent is refused.
+    let out = s.send(Input::DirectReserve {
+        call_id: "out2".into(),
+        agent: Some("cb1".into()),
+        skill: None,
+    });
+    assert!(
+        matches!(rejected(&out), Some(AcdError::InvalidAgentState { .. })),
+        "{out:?}"
+    );
+    s.send(Input::DirectEnded {
+        call_id: "out1".into(),
+        agent: "cb1".into(),
+        wrap_up_ms: 10 * SEC,
+    });
+    assert_eq!(s.state("cb1"), AgentState::WrapUp);
+    s.advance(11 * SEC);
+    assert_eq!(s.state("cb1"), AgentState::Ready);
+}
+
+#[test]
+fn direct_call_never_answered_frees_the_agent_at_once() {
+    let mut s = Sim::one(Strategy::LongestIdle);
+    s.agent("cb1", &[]);
+    s.send(Input::DirectReserve {
+        call_id: "out1".into(),
+        agent: Some("cb1".into()),
+        skill: None,
+    });
+    // A caller arriving meanwhile waits for the agent, then gets them.
+    let out = s.enqueue("in1", "service", 0);
+    assert!(offers(&out).is_empty(), "{out:?}");
+    let out = s.send(Input::DirectEnded {
+        call_id: "out1".into(),
+        agent: "cb1".into(),
+        wrap_up_ms: 10 * SEC,
+    });
+    let (_, call, agents) = only_offer(&out);
+    assert_eq!((call.as_str(), agents), ("in1", vec!["cb1".to_string()]));
+}
+
+#[test]
+fn direct_reserve_needs_a_registered_ready_agent() {
+    let mut s = Sim::one(Strategy::LongestIdle);
+    s.agent("cb1", &[]);
+    s.send(Input::Registered {
+        agent: "cb1".into(),
+        live: false,
+    });
+    let out = s.send(Input::DirectReserve {
+        call_id: "out1".into(),
+        agent: Some("cb1".into()),
+        skill: None,
+    });
+    match rejected(&out) {
+        Some(AcdError::InvalidAgentState { state, .. }) => {
+            assert!(state.contains("registered"), "{state}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = s.send(Input::DirectReserve {
+        call_id: "out1".into(),
+        agent: Some("nobody".into()),
+        skill: None,
+    });
+    assert!(matches!(rejected(&out), Some(AcdError::UnknownAgent(_))));
+}

@@ -10,6 +10,7 @@
 pub mod acd;
 pub mod auth;
 mod call_control;
+mod callback_calls;
 mod calls;
 mod campaign;
 mod cases;
@@ -73,6 +74,8 @@ pub struct ApiState {
     pub callback_rules: Arc<crate::campaign::CallbackRules>,
     /// Calls in progress, for the first message of `/api/events`.
     pub live_calls: live_calls::LiveCalls,
+    /// The callback dialer, when `[campaign]` runs.
+    pub campaign: Option<crate::call::campaign::CampaignHandle>,
 }
 
 impl ApiState {
@@ -111,7 +114,17 @@ impl ApiState {
             sip: None,
             transfer_numbers: Arc::new(config.acd.transfer_numbers.clone()),
             callback_rules: Arc::new(config.callback_rules()),
+            campaign: None,
         }
+    }
+
+    /// With the callback dialer (agent callbacks from the desk need it).
+    pub fn with_campaign(
+        mut self,
+        campaign: Option<crate::call::campaign::CampaignHandle>,
+    ) -> Self {
+        self.campaign = campaign;
+        self
     }
 
     /// With the SIP server (listen / whisper / barge need it).
@@ -200,6 +213,16 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
         ),
         (Method::GET, "/api/queues", get(live::queues)),
         (Method::GET, "/api/events", get(ws::events)),
+        (
+            Method::POST,
+            "/api/callback-tasks/{id}/call",
+            post(callback_calls::call),
+        ),
+        (
+            Method::POST,
+            "/api/callback-tasks/{id}/survey",
+            post(callback_calls::survey),
+        ),
         (Method::GET, "/api/cases", get(campaign::list)),
         (Method::POST, "/api/cases/{id}/fix", post(campaign::fix)),
         (

@@ -212,6 +212,22 @@ fn paths_records() -> Value {
                 "requestBody": optional_body(json!({"type": "object", "additionalProperties": false, "properties": {}})),
                 "responses": auth_errors(json!({"200": ok("stopped", json!({"type": "object"})), "404": err("the call is not live")}))
             }},
+            "/api/callback-tasks/{id}/call": {"post": {
+                "summary": "Agent, preview dialing: your registered phone rings first; when you answer, the task's customer is dialled through the trunk, then bridged to you and recorded", "operationId": "callCallbackTask",
+                "parameters": [path_id("callback task id")],
+                "requestBody": optional_body(json!({"type": "object", "additionalProperties": false, "properties": {}})),
+                "responses": auth_errors(json!({"202": ok("calling your phone", json!({"type": "object", "properties": {"call_id": {"type": "string"}, "task_id": {"type": "string"}, "attempt": {"type": "integer"}, "agent": {"type": "string"}}})), "404": err("no open callback task"), "409": err("campaign not enabled, task not callable now (being dialled, outside calling hours, past its deadline), or you are not ready with a registered phone"), "503": err("the trunk is full; try again shortly")}))
+            }},
+            "/api/callback-tasks/{id}/survey": {"post": {
+                "summary": "The survey answers the customer gave the agent in a callback; dissatisfied answers open a case for the department", "operationId": "submitCallbackSurvey",
+                "parameters": [path_id("callback task id")],
+                "requestBody": body(json!({"type": "object", "required": ["call_id"], "additionalProperties": false, "properties": {
+                    "call_id": {"type": "string"},
+                    "answers": {"type": "object", "description": "question key (attitude, cleaned, fees_ok, satisfaction) → chosen answer's key", "additionalProperties": {"type": "integer", "minimum": 1, "maximum": 9}},
+                    "remarks": {"type": "string", "maxLength": 4000}
+                }})),
+                "responses": auth_errors(json!({"200": ok("recorded", json!({"type": "object", "properties": {"task_id": {"type": "string"}, "call_id": {"type": "string"}, "completed": {"type": "boolean"}, "dissatisfied": {"type": "boolean"}, "case_id": {"type": ["string", "null"]}}})), "400": err("malformed body"), "403": err("another agent's call"), "409": err("not an agent callback of this task, or already settled"), "422": err("an answer that is not a choice of its question")}))
+            }},
             "/api/work-orders": {"post": {
                 "summary": "Import completed work orders from the ERP (admin); idempotent by order_no", "operationId": "importWorkOrders",
                 "requestBody": body(json!({"oneOf": [r("WorkOrderInput"), array(r("WorkOrderInput"))]})),

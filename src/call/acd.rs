@@ -137,6 +137,13 @@ enum Command {
         call_id: String,
         reply: oneshot::Sender<Option<String>>,
     },
+    /// Reserve an agent for an agent-first outbound call.
+    Direct {
+        call_id: String,
+        agent: Option<String>,
+        skill: Option<String>,
+        reply: oneshot::Sender<Result<String, AcdError>>,
+    },
     /// Pass a message to a live call's task; false when there is none.
     Forward {
         call_id: String,
@@ -299,6 +306,27 @@ impl AcdHandle {
         rx.await.unwrap_or(false)
     }
 
+    /// Reserve `agent` (or, None, the longest-idle available agent with
+    /// `skill`) for the outbound call `call_id`; returns who was reserved.
+    /// The call then reports [`Input::DirectAnswered`] and
+    /// [`Input::DirectEnded`] through [`Self::input`].
+    pub async fn reserve_direct(
+        &self,
+        call_id: &str,
+        agent: Option<String>,
+        skill: Option<String>,
+    ) -> Result<String, AcdError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::Direct {
+            call_id: call_id.to_string(),
+            agent,
+            skill: skill.clone(),
+            reply,
+        });
+        rx.await
+            .unwrap_or(Err(AcdError::NoAgentAvailable { skill }))
+    }
+
     pub async fn snapshot(&self) -> Snapshot {
         let (reply, rx) = oneshot::channel();
         let _ = self.tx.send(Command::Snapshot { reply });
@@ -334,6 +362,7 @@ pub fn start(
         ready_on_register,
         actions: Vec::new(),
         events,
+        direct_pick: None,
     };
     let now = clock.now_ms();
     for a in agents {
@@ -375,6 +404,8 @@ struct AcdTask {
     ready_on_register: bool,
     actions: Vec<Action>,
     events: crate::events::EventHub,
+    /// The agent the last `DirectReserve` picked.
+    direct_pick: Option<String>,
 }
 
 impl AcdTask {
@@ -409,6 +440,27 @@ impl AcdTask {
             }
             Command::Snapshot { reply } => {
                 let _ = reply.send(router.snapshot(now));
+            }
+            Command::Direct {
+                call_id,
+                agent,
+                skill,
+                reply,
+            } => {
+                self.direct_pick = None;
+                let input = Input::DirectReserve {
+                    call_id,
+                    agent,
+                    skill: skill.clone(),
+                };
+                let result = match self.run_checked(router, input, now) {
+                    Some(e) => Err(e),
+                    None => self
+                        .direct_pick
+                        .take()
+                        .ok_or(AcdError::NoAgentAvailable { skill }),
+                };
+                let _ = reply.send(result);
             }
             Command::ConnectedAgent { call_id, reply } => {
                 let _ = reply.send(router.connected_agent(&call_id));
@@ -697,6 +749,10 @@ impl AcdTask {
                 Action::QueueFull { call_id, queue } => {
                     warn!(%call_id, %queue, "queue full");
                     self.send(&call_id, QueueMsg::QueueFull);
+                }
+                Action::DirectReserved { call_id, agent } => {
+                    debug!(%call_id, %agent, "agent reserved for an outbound call");
+                    self.direct_pick = Some(agent);
                 }
                 Action::Rejected { error } => {
                     debug!(%error, "ACD input rejected");

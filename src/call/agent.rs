@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -962,29 +961,13 @@ impl Service {
         if !self.deps.record {
             return None;
         }
-        let now = Utc
-            .timestamp_millis_opt(self.deps.clock.now_ms() as i64)
-            .single()
-            .unwrap_or_default();
-        let dir: PathBuf = self
-            .deps
-            .recordings
-            .join(now.format("%Y/%m/%d").to_string());
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            warn!(dir = %dir.display(), error = %e, "cannot create the recordings folder");
-            return None;
-        }
-        let path = dir.join(format!("{}.wav", self.call_id));
-        match Recorder::create(&path) {
-            Ok(r) => {
-                self.recording = Some(path.display().to_string());
-                Some(r)
-            }
-            Err(e) => {
-                warn!(path = %path.display(), error = %e, "cannot start recording");
-                None
-            }
-        }
+        let (recorder, path) = super::open_recording(
+            &self.deps.recordings,
+            self.deps.clock.now_ms(),
+            &self.call_id,
+        )?;
+        self.recording = Some(path);
+        Some(recorder)
     }
 
     pub async fn on_agent(

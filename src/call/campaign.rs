@@ -6,18 +6,20 @@
 //!
 //! [`campaign::Dialer`]: crate::campaign::Dialer
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::callback_call;
 use super::outbound::{self, CallJob, CallResult, OutboundDeps};
 use crate::campaign::{
-    answers_from_vars, classify_sip_status, judge_survey, CallbackRules, Dialer, FailReason,
-    Outcome, PacerConfig, Task, TaskId, TaskKind, TaskState,
+    answers_from_vars, classify_sip_status, judge_survey, CallbackRules, Dial, DialMode, Dialer,
+    FailReason, Outcome, PacerConfig, Task, TaskId, TaskKind, TaskState,
 };
 use crate::store::{
     AttemptStart, CallArrival, CampaignTaskRow, CaseRow, CaseUpdate, Direction, FinishAttempt,
@@ -32,6 +34,19 @@ const SYNC_OVERLAP_MS: i64 = 5 * 60 * 1000;
 
 fn utc(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// The call variable holding the agent's remarks on a survey form.
+const REMARKS: &str = "remarks";
+
+/// One case per task: a partial survey called again adds events, not cases.
+fn case_id_for(task_key: &str) -> String {
+    format!("dis-{task_key}")
+}
+
+/// A call record id (the same form as inbound calls').
+fn new_call_id(now_ms: i64) -> String {
+    format!("{now_ms:x}-{:08x}", rand::random::<u32>())
 }
 
 fn state_name(s: TaskState) -> &'static str {
@@ -140,27 +155,164 @@ pub fn spawn(
     pacing: PacerConfig,
     poll: Duration,
     cancel: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<CampaignHandle> {
+    let mode = pacing.mode;
     let dialer = Dialer::new(rules, pacing).map_err(|e| anyhow::anyhow!("campaign: {e}"))?;
-    Ok(tokio::spawn(async move {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
         let mut shell = Shell {
             store,
             deps,
             dialer,
-            meta: std::collections::HashMap::new(),
+            mode,
+            meta: HashMap::new(),
             synced_at: None,
+            agent_calls: HashMap::new(),
+            forms: HashMap::new(),
+            awaiting: HashMap::new(),
         };
-        shell.run(poll, cancel).await
-    }))
+        shell.run(poll, rx, cancel).await
+    });
+    Ok(CampaignHandle { tx, mode })
 }
+
+/// How long an answered agent callback waits for the agent's survey form
+/// before it is settled as a partial survey (and called again).
+const FORM_WAIT_MS: i64 = 10 * 60 * 1000;
+
+/// Why an agent callback or its survey form was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallbackError {
+    #[error("no open callback task {0:?}")]
+    UnknownTask(String),
+    #[error("{0}")]
+    Task(String),
+    #[error("{0}")]
+    Agent(crate::acd::AcdError),
+    #[error("the trunk has no room for another call now; try again shortly")]
+    TrunkFull,
+    #[error("agent callbacks need the ACD")]
+    NoAcd,
+    #[error("call {call_id:?} is not an agent callback of task {task_id:?}")]
+    UnknownCall { task_id: String, call_id: String },
+    #[error("call {0:?} belongs to another agent")]
+    NotYourCall(String),
+    #[error("{0}")]
+    BadAnswer(String),
+    #[error("the callback dialer is not running")]
+    Stopped,
+}
+
+/// An agent callback under way.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CallStarted {
+    pub call_id: String,
+    pub task_id: String,
+    pub attempt: u32,
+    pub agent: String,
+}
+
+/// What the agent's survey form means, told at once (the task itself is
+/// settled when the call has ended too).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FormVerdict {
+    pub task_id: String,
+    pub call_id: String,
+    pub completed: bool,
+    pub dissatisfied: bool,
+    /// The case a dissatisfied answer opens (or keeps open).
+    pub case_id: Option<String>,
+}
+
+enum Command {
+    Call {
+        task_id: String,
+        agent: String,
+        reply: oneshot::Sender<Result<CallStarted, CallbackError>>,
+    },
+    Form {
+        task_id: String,
+        call_id: String,
+        /// None: a supervisor, who may fill in any call's form.
+        agent: Option<String>,
+        answers: BTreeMap<String, u8>,
+        remarks: String,
+        reply: oneshot::Sender<Result<FormVerdict, CallbackError>>,
+    },
+}
+
+/// The API's way into the dialer task.
+#[derive(Clone)]
+pub struct CampaignHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    mode: DialMode,
+}
+
+impl CampaignHandle {
+    pub fn mode(&self) -> DialMode {
+        self.mode
+    }
+
+    /// Preview dialing: call `agent`'s phone, then the task's customer.
+    pub async fn call_task(
+        &self,
+        task_id: &str,
+        agent: &str,
+    ) -> Result<CallStarted, CallbackError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Call {
+                task_id: task_id.to_string(),
+                agent: agent.to_string(),
+                reply,
+            })
+            .map_err(|_| CallbackError::Stopped)?;
+        rx.await.map_err(|_| CallbackError::Stopped)?
+    }
+
+    /// The agent's survey answers for an agent callback (question key →
+    /// choice key, as the IVR survey would have them).
+    pub async fn submit_form(
+        &self,
+        task_id: &str,
+        call_id: &str,
+        agent: Option<String>,
+        answers: BTreeMap<String, u8>,
+        remarks: String,
+    ) -> Result<FormVerdict, CallbackError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Form {
+                task_id: task_id.to_string(),
+                call_id: call_id.to_string(),
+                agent,
+                answers,
+                remarks,
+                reply,
+            })
+            .map_err(|_| CallbackError::Stopped)?;
+        rx.await.map_err(|_| CallbackError::Stopped)?
+    }
+}
+
+/// An agent's survey form: the answers as call variables, like the IVR's.
+type Form = BTreeMap<String, String>;
 
 struct Shell {
     store: Store,
     deps: Arc<OutboundDeps>,
     dialer: Dialer,
-    meta: std::collections::HashMap<String, Meta>,
+    mode: DialMode,
+    meta: HashMap<String, Meta>,
     /// When the last look for new tasks started (store clock, ms).
     synced_at: Option<i64>,
+    /// Agent callbacks under way or waiting for their form: call id → (task, agent).
+    agent_calls: HashMap<String, (String, String)>,
+    /// Forms that came in while their call was still going.
+    forms: HashMap<String, Form>,
+    /// Answered agent callbacks that ended before their form: call id →
+    /// (result, settle without a form at).
+    awaiting: HashMap<String, (CallResult, i64)>,
 }
 
 impl Shell {
@@ -168,18 +320,25 @@ impl Shell {
         i64::try_from(self.deps.clock.now_ms()).unwrap_or(i64::MAX)
     }
 
-    async fn run(&mut self, poll: Duration, cancel: CancellationToken) {
+    async fn run(
+        &mut self,
+        poll: Duration,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        cancel: CancellationToken,
+    ) {
         let (tx, mut rx) = mpsc::unbounded_channel::<CallResult>();
-        info!("callback dialer started");
+        info!(mode = ?self.mode, "callback dialer started");
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                Some(r) = rx.recv() => self.on_result(r).await,
+                Some(r) = rx.recv() => self.on_call_ended(r).await,
+                Some(cmd) = commands.recv() => self.command(cmd, &tx).await,
                 _ = tick.tick() => {
                     self.sync().await;
                     self.dial(&tx).await;
+                    self.settle_formless().await;
                 }
             }
         }
@@ -263,56 +422,282 @@ impl Shell {
             }
         }
         for d in tick.dials {
-            let Some(meta) = self.meta.get(&d.key).cloned() else {
-                continue;
-            };
-            let call_id = format!("{now:x}-{:08x}", rand::random::<u32>());
-            let work_order = (!meta.work_order.is_empty()).then(|| meta.work_order.clone());
-            let start = AttemptStart {
-                task: progress(&d.key, &d.task, now),
-                attempt: i64::from(d.attempt),
-                call: CallArrival {
-                    id: call_id.clone(),
-                    direction: Direction::Out,
-                    from_number: self.deps.caller_id.clone(),
-                    to_number: d.task.phone.clone(),
-                    customer_id: Some(meta.customer_id.clone()),
-                    work_order: work_order.clone(),
-                    task_id: Some(d.key.clone()),
-                    queue: None,
-                    arrived_at: now,
-                },
-            };
-            // Write the attempt, then dial: if this fails nothing is dialled
-            // and the task is put back as a trunk-side error.
-            if let Err(e) = self.store.start_attempt(&start).await {
-                warn!(task = %d.key, error = %e, "cannot record the attempt; not dialling");
-                if let Ok(t) = self.dialer.finish(&d.key, Outcome::Error, utc(now)) {
-                    let _ = self
-                        .store
-                        .save_task_progress(&progress(&d.key, &t, now))
-                        .await;
-                }
-                continue;
+            let call_id = new_call_id(now);
+            if let Some(job) = self.begin_attempt(&d, now, call_id).await {
+                info!(task = %job.task_key, attempt = job.attempt, phone = %job.phone, "callback attempt");
+                outbound::spawn(job, self.deps.clone(), results.clone());
             }
-            info!(task = %d.key, attempt = d.attempt, phone = %d.task.phone, "callback attempt");
-            outbound::spawn(
-                CallJob {
-                    task_key: d.key,
-                    attempt: d.attempt,
-                    call_id,
-                    phone: d.task.phone,
-                    customer_id: meta.customer_id,
-                    work_order,
-                },
-                self.deps.clone(),
-                results.clone(),
-            );
+        }
+        if self.mode == DialMode::Progressive {
+            self.dial_progressive(now, results).await;
         }
         let pruned = self.dialer.prune();
         if pruned > 0 {
             let dialer = &self.dialer;
             self.meta.retain(|k, _| dialer.knows(k));
+        }
+    }
+
+    /// Write the attempt (with its call record) before anything is dialled;
+    /// None (and the task put back as a trunk-side error) when that fails.
+    async fn begin_attempt(&mut self, d: &Dial, now: i64, call_id: String) -> Option<CallJob> {
+        let meta = self.meta.get(&d.key).cloned()?;
+        let work_order = (!meta.work_order.is_empty()).then(|| meta.work_order.clone());
+        let start = AttemptStart {
+            task: progress(&d.key, &d.task, now),
+            attempt: i64::from(d.attempt),
+            call: CallArrival {
+                id: call_id.clone(),
+                direction: Direction::Out,
+                from_number: self.deps.caller_id.clone(),
+                to_number: d.task.phone.clone(),
+                customer_id: Some(meta.customer_id.clone()),
+                work_order: work_order.clone(),
+                task_id: Some(d.key.clone()),
+                queue: None,
+                arrived_at: now,
+            },
+        };
+        if let Err(e) = self.store.start_attempt(&start).await {
+            warn!(task = %d.key, error = %e, "cannot record the attempt; not dialling");
+            if let Ok(t) = self.dialer.finish(&d.key, Outcome::Error, utc(now)) {
+                let _ = self
+                    .store
+                    .save_task_progress(&progress(&d.key, &t, now))
+                    .await;
+            }
+            return None;
+        }
+        Some(CallJob {
+            task_key: d.key.clone(),
+            attempt: d.attempt,
+            call_id,
+            phone: d.task.phone.clone(),
+            customer_id: meta.customer_id,
+            work_order,
+        })
+    }
+
+    /// Progressive: one call per ready agent, reserved before the dial, so
+    /// an answered customer always has an agent (no abandoned calls).
+    async fn dial_progressive(&mut self, now: i64, results: &mpsc::UnboundedSender<CallResult>) {
+        let Some(acd) = self.deps.acd.clone() else {
+            return;
+        };
+        while self.dialer.has_due(utc(now)) {
+            let call_id = new_call_id(now);
+            let Ok(agent) = acd
+                .reserve_direct(&call_id, None, self.deps.agent_skill.clone())
+                .await
+            else {
+                return;
+            };
+            let release = || {
+                acd.input(crate::acd::Input::DirectEnded {
+                    call_id: call_id.clone(),
+                    agent: agent.clone(),
+                    wrap_up_ms: 0,
+                })
+            };
+            let Some(d) = self.dialer.start_next(utc(now)) else {
+                release();
+                return;
+            };
+            let Some(job) = self.begin_attempt(&d, now, call_id.clone()).await else {
+                release();
+                continue;
+            };
+            info!(task = %job.task_key, attempt = job.attempt, %agent, "progressive callback");
+            self.agent_calls
+                .insert(job.call_id.clone(), (job.task_key.clone(), agent.clone()));
+            callback_call::spawn(job, agent, self.deps.clone(), results.clone());
+        }
+    }
+
+    async fn command(&mut self, cmd: Command, results: &mpsc::UnboundedSender<CallResult>) {
+        match cmd {
+            Command::Call {
+                task_id,
+                agent,
+                reply,
+            } => {
+                let r = self.preview_call(&task_id, &agent, results).await;
+                let _ = reply.send(r);
+            }
+            Command::Form {
+                task_id,
+                call_id,
+                agent,
+                answers,
+                remarks,
+                reply,
+            } => {
+                let r = self.form(&task_id, &call_id, agent, answers, remarks).await;
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// Preview: the agent chose this task on the desk.
+    async fn preview_call(
+        &mut self,
+        task_id: &str,
+        agent: &str,
+        results: &mpsc::UnboundedSender<CallResult>,
+    ) -> Result<CallStarted, CallbackError> {
+        // A task imported a moment ago may not be loaded yet.
+        if !self.dialer.knows(task_id) {
+            self.sync().await;
+        }
+        if !self.dialer.knows(task_id) {
+            return Err(CallbackError::UnknownTask(task_id.to_string()));
+        }
+        let acd = self.deps.acd.clone().ok_or(CallbackError::NoAcd)?;
+        let now = self.now_ms();
+        let call_id = new_call_id(now);
+        acd.reserve_direct(&call_id, Some(agent.to_string()), None)
+            .await
+            .map_err(CallbackError::Agent)?;
+        let release = || {
+            acd.input(crate::acd::Input::DirectEnded {
+                call_id: call_id.clone(),
+                agent: agent.to_string(),
+                wrap_up_ms: 0,
+            })
+        };
+        let d = match self.dialer.start_manual(task_id, utc(now)) {
+            Ok(d) => d,
+            Err(e) => {
+                release();
+                return Err(match e {
+                    crate::campaign::DialerError::TrunkFull => CallbackError::TrunkFull,
+                    crate::campaign::DialerError::UnknownTask(t) => CallbackError::UnknownTask(t),
+                    other => CallbackError::Task(other.to_string()),
+                });
+            }
+        };
+        let Some(job) = self.begin_attempt(&d, now, call_id.clone()).await else {
+            release();
+            return Err(CallbackError::Task(
+                "the attempt could not be stored".into(),
+            ));
+        };
+        let started = CallStarted {
+            call_id: job.call_id.clone(),
+            task_id: task_id.to_string(),
+            attempt: job.attempt,
+            agent: agent.to_string(),
+        };
+        info!(task = %task_id, attempt = job.attempt, %agent, "preview callback");
+        self.agent_calls.insert(
+            job.call_id.clone(),
+            (task_id.to_string(), agent.to_string()),
+        );
+        callback_call::spawn(job, agent.to_string(), self.deps.clone(), results.clone());
+        Ok(started)
+    }
+
+    /// A call ended. An answered agent callback is settled with the agent's
+    /// form: at once if it came during the call, else when it comes (or
+    /// after [`FORM_WAIT_MS`] without one, as a partial survey).
+    async fn on_call_ended(&mut self, mut r: CallResult) {
+        if !self.agent_calls.contains_key(&r.call_id) {
+            return self.on_result(r).await;
+        }
+        if r.answered {
+            match self.forms.remove(&r.call_id) {
+                Some(form) => r.vars = form,
+                None => {
+                    let at = self.now_ms().saturating_add(FORM_WAIT_MS);
+                    self.awaiting.insert(r.call_id.clone(), (r, at));
+                    return;
+                }
+            }
+        }
+        self.agent_calls.remove(&r.call_id);
+        self.forms.remove(&r.call_id);
+        self.on_result(r).await
+    }
+
+    /// The agent's survey form for one of their callbacks.
+    async fn form(
+        &mut self,
+        task_id: &str,
+        call_id: &str,
+        agent: Option<String>,
+        answers: BTreeMap<String, u8>,
+        remarks: String,
+    ) -> Result<FormVerdict, CallbackError> {
+        let unknown = || CallbackError::UnknownCall {
+            task_id: task_id.to_string(),
+            call_id: call_id.to_string(),
+        };
+        let (task, owner) = self.agent_calls.get(call_id).cloned().ok_or_else(unknown)?;
+        if task != task_id {
+            return Err(unknown());
+        }
+        if agent.is_some_and(|a| a != owner) {
+            return Err(CallbackError::NotYourCall(call_id.to_string()));
+        }
+        let mut parsed = crate::campaign::SurveyAnswers::default();
+        for (question, key) in &answers {
+            parsed
+                .record(question, *key)
+                .map_err(|e| CallbackError::BadAnswer(e.to_string()))?;
+        }
+        let meta = self
+            .meta
+            .get(task_id)
+            .cloned()
+            .ok_or_else(|| CallbackError::UnknownTask(task_id.to_string()))?;
+        let verdict = judge_survey(meta.kind, &parsed);
+        let mut vars: Form = answers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        let remarks = remarks.trim();
+        if !remarks.is_empty() {
+            vars.insert(REMARKS.to_string(), remarks.to_string());
+        }
+        let out = FormVerdict {
+            task_id: task_id.to_string(),
+            call_id: call_id.to_string(),
+            completed: parsed.is_complete(),
+            dissatisfied: verdict.dissatisfied.is_some(),
+            case_id: verdict
+                .dissatisfied
+                .as_ref()
+                .map(|_| meta.case_id.clone().unwrap_or_else(|| case_id_for(task_id))),
+        };
+        info!(task = %task_id, call = %call_id, completed = out.completed, dissatisfied = out.dissatisfied, "agent survey form");
+        match self.awaiting.remove(call_id) {
+            Some((mut r, _)) => {
+                self.agent_calls.remove(call_id);
+                r.vars = vars;
+                self.on_result(r).await;
+            }
+            None => {
+                self.forms.insert(call_id.to_string(), vars);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Answered agent callbacks whose form never came: settled as partial.
+    async fn settle_formless(&mut self) {
+        let now = self.now_ms();
+        let late: Vec<String> = self
+            .awaiting
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for call_id in late {
+            if let Some((r, _)) = self.awaiting.remove(&call_id) {
+                warn!(call = %call_id, task = %r.task_key, "no survey form from the agent: settled as partial");
+                self.agent_calls.remove(&call_id);
+                self.on_result(r).await;
+            }
         }
     }
 
@@ -324,7 +709,11 @@ impl Shell {
         };
         let answers = answers_from_vars(&r.vars);
         let (outcome, verdict) = if r.answered {
-            let v = judge_survey(meta.kind, &answers);
+            let mut v = judge_survey(meta.kind, &answers);
+            // The agent's own words go to the department manager too.
+            if let (Some(text), Some(remarks)) = (v.dissatisfied.as_mut(), r.vars.get(REMARKS)) {
+                text.push_str(&format!("; 坐席备注: {remarks}"));
+            }
             (v.outcome, Some(v))
         } else if r.not_sent {
             (Outcome::Error, None)
@@ -374,7 +763,12 @@ impl Shell {
                     cleaned: answers.site_cleaned,
                     fees_ok: answers.fees_correct,
                     satisfaction: answers.satisfaction.map(|s| s.store_value()),
-                    remarks: v.dissatisfied.clone().unwrap_or_default(),
+                    remarks: r
+                        .vars
+                        .get(REMARKS)
+                        .cloned()
+                        .or_else(|| v.dissatisfied.clone())
+                        .unwrap_or_default(),
                     completed: answers.is_complete(),
                     answered_at: now,
                 });
@@ -397,6 +791,14 @@ impl Shell {
         if let Err(e) = self.store.finish_attempt(&finish).await {
             warn!(task = %r.task_key, error = %e, "cannot persist the callback outcome");
         }
+        self.deps
+            .events
+            .publish(crate::events::Event::CallbackResult {
+                task_id: r.task_key.clone(),
+                call_id: r.call_id.clone(),
+                outcome: outcome_name(outcome).to_string(),
+                state: state_name(task.state).to_string(),
+            });
     }
 
     async fn new_case(&self, meta: &Meta, r: &CallResult, text: String, now: i64) -> CaseRow {
@@ -419,7 +821,7 @@ impl Shell {
             .unwrap_or_default();
         CaseRow {
             // One case per task: a partial survey called again adds events, not cases.
-            id: format!("dis-{}", r.task_key),
+            id: case_id_for(&r.task_key),
             customer_id: meta.customer_id.clone(),
             kind: "dissatisfied".to_string(),
             department: order
@@ -451,10 +853,11 @@ pub fn start(
     writer: crate::store::StoreWriter,
     clock: Arc<dyn crate::clock::Clock>,
     events: crate::events::EventHub,
+    acd: super::acd::AcdHandle,
     cancel: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<CampaignHandle>> {
     let Some((campaign, trunk)) = config.campaign_trunk() else {
-        return Ok(());
+        return Ok(None);
     };
     let path = config.resolve(&campaign.dialplan);
     let routing = super::Routing::load(std::slice::from_ref(&path)).map_err(|errors| {
@@ -485,9 +888,14 @@ pub fn start(
         caller_id: trunk.caller_id.clone(),
         ring_timeout: Duration::from_secs(campaign.ring_timeout_secs),
         max_call: Duration::from_secs(campaign.max_call_secs),
+        acd: Some(acd),
+        agent_skill: (!campaign.agent_skill.is_empty()).then(|| campaign.agent_skill.clone()),
+        wrap_up_ms: campaign.wrap_up_secs.saturating_mul(1000),
+        record: config.acd.record,
+        recordings: config.resolve(&config.recordings.dir),
     });
     info!(trunk = %trunk.name, address = %address, mode = %campaign.mode, "callback campaign enabled");
-    spawn(
+    let handle = spawn(
         store,
         deps,
         campaign.rules(),
@@ -495,5 +903,5 @@ pub fn start(
         Duration::from_millis(campaign.poll_ms),
         cancel,
     )?;
-    Ok(())
+    Ok(Some(handle))
 }

@@ -6,6 +6,7 @@
 
 pub mod acd;
 mod agent;
+mod callback_call;
 pub mod campaign;
 mod feature;
 mod inbound;
@@ -184,4 +185,28 @@ pub fn spawn_manager(mut calls: mpsc::Receiver<InboundCall>, deps: Arc<CallDeps>
             }
         }
     });
+}
+
+/// A new stereo recording at `recordings/YYYY/MM/DD/<call id>.wav` (UTC
+/// date of `now_ms`), with its path for the call record. None (logged)
+/// when the folder or file cannot be created: the call goes on unrecorded.
+pub(crate) fn open_recording(
+    recordings: &std::path::Path,
+    now_ms: u64,
+    call_id: &str,
+) -> Option<(crate::media::recorder::Recorder, String)> {
+    let day = utc(now_ms).format("%Y/%m/%d").to_string();
+    let dir = recordings.join(day);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the recordings folder");
+        return None;
+    }
+    let path = dir.join(format!("{call_id}.wav"));
+    match crate::media::recorder::Recorder::create(&path) {
+        Ok(r) => Some((r, path.display().to_string())),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot start recording");
+            None
+        }
+    }
 }

@@ -38,6 +38,13 @@ pub struct OutboundDeps {
     pub caller_id: String,
     pub ring_timeout: Duration,
     pub max_call: Duration,
+    /// Agent callbacks (preview / progressive): the ACD that reserves the
+    /// agents, their skill, wrap-up after a callback, and recording.
+    pub acd: Option<super::acd::AcdHandle>,
+    pub agent_skill: Option<String>,
+    pub wrap_up_ms: u64,
+    pub record: bool,
+    pub recordings: std::path::PathBuf,
 }
 
 /// One call to place.
@@ -67,6 +74,27 @@ pub struct CallResult {
     /// The survey's call variables (answers) when answered.
     pub vars: BTreeMap<String, String>,
     pub ended_at: u64,
+}
+
+/// The INVITE to the customer's number through the trunk.
+pub(super) fn trunk_call(
+    deps: &OutboundDeps,
+    job: &CallJob,
+    session_id: u64,
+    media: SocketAddr,
+) -> OutboundCall {
+    OutboundCall {
+        target: format!("sip:{}@{}", job.phone, deps.trunk),
+        destination: deps.trunk,
+        transport: deps.transport.clone(),
+        from_user: deps.caller_id.clone(),
+        from_display: None,
+        sdp: sdp::write_offer(session_id, 1, media),
+        headers: vec![
+            ("X-Hotline-Call".to_string(), job.call_id.clone()),
+            ("X-Hotline-Task".to_string(), job.task_key.clone()),
+        ],
+    }
 }
 
 /// Place the call and run the survey; the result goes to `results`.
@@ -113,18 +141,7 @@ async fn run(job: CallJob, deps: Arc<OutboundDeps>) -> CallResult {
         }
     };
     let session_id = u64::from(rand::random::<u32>());
-    let call = OutboundCall {
-        target: format!("sip:{}@{}", job.phone, deps.trunk),
-        destination: deps.trunk,
-        transport: deps.transport.clone(),
-        from_user: deps.caller_id.clone(),
-        from_display: None,
-        sdp: sdp::write_offer(session_id, 1, media.local_addr()),
-        headers: vec![
-            ("X-Hotline-Call".to_string(), job.call_id.clone()),
-            ("X-Hotline-Task".to_string(), job.task_key.clone()),
-        ],
-    };
+    let call = trunk_call(&deps, &job, session_id, media.local_addr());
     let (leg, mut events) = match deps.sip.invite(call) {
         Ok(x) => x,
         Err(e) => {

@@ -34,6 +34,8 @@ pub enum DialerError {
     UnknownTask(String),
     #[error("callback task {0:?} is already loaded")]
     Duplicate(String),
+    #[error("the trunk has no room for another call now")]
+    TrunkFull,
 }
 
 /// A task to dial now. Its state is already `Dialing` with the attempt
@@ -181,6 +183,64 @@ impl Dialer {
             });
         }
         tick
+    }
+
+    /// Start task `key` now for an agent who chose it (preview): before its
+    /// `next_due` if need be, never outside calling hours or past its
+    /// deadline, and only if the trunk has room.
+    pub fn start_manual(&mut self, key: &str, now: DateTime<Utc>) -> Result<Dial, DialerError> {
+        let id = *self
+            .ids
+            .get(key)
+            .ok_or_else(|| DialerError::UnknownTask(key.to_string()))?;
+        // Check the task before taking a token for it.
+        self.sched.check_start(id, now)?;
+        if !self.pacer.try_manual(now, self.in_flight.len()) {
+            return Err(DialerError::TrunkFull);
+        }
+        let t = match self.sched.start_attempt(id, now) {
+            Ok(t) => t.clone(),
+            Err(e) => {
+                self.pacer.refund(1);
+                return Err(e.into());
+            }
+        };
+        self.in_flight.insert(id);
+        Ok(Dial {
+            key: key.to_string(),
+            attempt: t.attempts,
+            task: t,
+        })
+    }
+
+    /// Start the most urgent due task for an agent already reserved for it
+    /// (progressive): None when nothing is due or the trunk is full.
+    pub fn start_next(&mut self, now: DateTime<Utc>) -> Option<Dial> {
+        if !self.pacer.try_manual(now, self.in_flight.len()) {
+            return None;
+        }
+        for id in self.sched.due(now, 1) {
+            let Ok(t) = self.sched.start_attempt(id, now) else {
+                continue;
+            };
+            let t = t.clone();
+            let Some(key) = self.keys.get(&id).cloned() else {
+                continue;
+            };
+            self.in_flight.insert(id);
+            return Some(Dial {
+                key,
+                attempt: t.attempts,
+                task: t,
+            });
+        }
+        self.pacer.refund(1);
+        None
+    }
+
+    /// Whether a task is due now (progressive mode reserves an agent only then).
+    pub fn has_due(&mut self, now: DateTime<Utc>) -> bool {
+        !self.sched.due(now, 1).is_empty()
     }
 
     /// The end of a dial: the new task to persist.
@@ -392,6 +452,81 @@ mod tests {
         assert_eq!(d.prune(), 2); // invalid + done
         assert!(!d.knows("done"));
         assert!(d.finish("zzz", Outcome::Busy, t).is_err());
+    }
+
+    #[test]
+    fn preview_starts_a_chosen_task_early_but_not_after_hours() {
+        let mut d = Dialer::new(
+            rules(),
+            PacerConfig {
+                mode: DialMode::Preview,
+                ..pacing(1, 100.0)
+            },
+        )
+        .unwrap();
+        // Due tomorrow 09:00; the agent may call it today in calling hours.
+        d.load(
+            "a",
+            task(TaskKind::Install, sh(24, 9, 0), "1"),
+            sh(23, 8, 0),
+        )
+        .unwrap();
+        d.load(
+            "b",
+            task(TaskKind::Install, sh(24, 9, 0), "2"),
+            sh(23, 8, 0),
+        )
+        .unwrap();
+        assert!(
+            d.poll(sh(24, 10, 0)).dials.is_empty(),
+            "preview never dials by itself"
+        );
+        assert!(matches!(
+            d.start_manual("a", sh(23, 20, 0)),
+            Err(DialerError::Schedule(ScheduleError::OutsideCallingHours(_)))
+        ));
+        let dial = d.start_manual("a", sh(23, 10, 0)).unwrap();
+        assert_eq!((dial.key.as_str(), dial.attempt), ("a", 1));
+        // Twice: the task is already being dialled.
+        assert!(d.start_manual("a", sh(23, 10, 0)).is_err());
+        // The trunk allows one call at a time.
+        assert_eq!(
+            d.start_manual("b", sh(23, 10, 0)),
+            Err(DialerError::TrunkFull)
+        );
+        d.finish("a", Outcome::Busy, sh(23, 10, 1)).unwrap();
+        assert!(d.start_manual("b", sh(23, 10, 2)).is_ok());
+        assert!(matches!(
+            d.start_manual("zz", sh(23, 10, 2)),
+            Err(DialerError::UnknownTask(_))
+        ));
+    }
+
+    #[test]
+    fn progressive_starts_only_due_tasks_one_per_agent() {
+        let mut d = Dialer::new(
+            rules(),
+            PacerConfig {
+                mode: DialMode::Progressive,
+                ..pacing(10, 100.0)
+            },
+        )
+        .unwrap();
+        d.load(
+            "a",
+            task(TaskKind::Install, sh(24, 9, 0), "1"),
+            sh(23, 8, 0),
+        )
+        .unwrap();
+        assert!(!d.has_due(sh(23, 10, 0)));
+        assert!(d.start_next(sh(23, 10, 0)).is_none());
+        assert!(d.has_due(sh(24, 9, 30)));
+        // No agent count here: the shell reserves an agent first.
+        assert!(d.poll(sh(24, 9, 30)).dials.is_empty());
+        let dial = d.start_next(sh(24, 9, 30)).unwrap();
+        assert_eq!(dial.key, "a");
+        assert!(d.start_next(sh(24, 9, 30)).is_none());
+        assert_eq!(d.in_flight(), 1);
     }
 
     #[test]

@@ -468,6 +468,12 @@ impl Scheduler {
         Ok(self.tasks.entry(id).or_insert(new))
     }
 
+    /// Whether [`Self::start_attempt`] would succeed now (changes nothing).
+    pub fn check_start(&self, id: TaskId, now: DateTime<Utc>) -> Result<(), ScheduleError> {
+        let t = self.tasks.get(&id).ok_or(ScheduleError::UnknownTask(id))?;
+        transition(t, Input::Start, now, &self.rules).map(|_| ())
+    }
+
     /// Pending → Dialing; persist the returned task before dialing.
     pub fn start_attempt(
         &mut self,

@@ -58,6 +58,13 @@ pub struct CampaignConfig {
     /// "survey" (automated IVR), "progressive" or "preview" (agents).
     #[serde(default = "default_mode")]
     pub mode: String,
+    /// Agent callbacks: progressive mode reserves only ready agents with
+    /// this skill (any ready agent when empty).
+    #[serde(default)]
+    pub agent_skill: String,
+    /// After-call work following an agent callback the customer answered.
+    #[serde(default = "default_callback_wrap")]
+    pub wrap_up_secs: u64,
     /// Name of a `[[trunks]]` entry.
     #[serde(default)]
     pub trunk: String,
@@ -103,6 +110,9 @@ pub struct CampaignConfig {
     pub poll_ms: u64,
 }
 
+fn default_callback_wrap() -> u64 {
+    30
+}
 fn default_true() -> bool {
     true
 }
@@ -332,11 +342,11 @@ pub(super) fn check(
                 c.mode
             ),
         ));
-    } else if c.mode != "survey" && c.enabled {
+    } else if c.mode != "survey" && c.enabled && cfg.agents.is_empty() {
         errors.push(err(
             at("mode"),
             format!(
-                "campaign.mode: {:?} (agent callbacks) is not available yet; use \"survey\"",
+                "campaign.mode: {:?} (agent callbacks) needs [[agents]] to call with",
                 c.mode
             ),
         ));

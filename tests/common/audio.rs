@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -935,6 +935,57 @@ impl Drop for RtpPeer {
             let _ = t.join();
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Steady tones: each party of a test call plays its own frequency
+
+/// A 90 s tone as an 8 kHz WAV (baresip's microphone; it hangs up when
+/// the file ends, so longer than any call here).
+pub fn tone_wav(dir: &Path, freq: f32) -> PathBuf {
+    let out = dir.join(format!("tone-{freq}.wav"));
+    let st = std::process::Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(&out)
+        .args(["synth", "90", "sine", &freq.to_string(), "gain", "-8"])
+        .status()
+        .expect("run sox");
+    assert!(st.success(), "sox could not make a tone");
+    out
+}
+
+/// Per 20 ms frame: whether `freq` carries at least a quarter of the
+/// frame's energy (and the frame is not near silence).
+pub fn tone_frames(samples: &[f32], rate: u32, freq: f32) -> Vec<bool> {
+    let n = FRAME * rate as usize / 8000;
+    samples
+        .chunks_exact(n)
+        .map(|c| {
+            let energy: f32 = c.iter().map(|x| x * x).sum();
+            if energy / (n as f32) < 1e-5 {
+                return false;
+            }
+            // goertzel() assumes 8 kHz: scale the frequency to the file's rate.
+            let p = goertzel(c, freq * 8000.0 / rate as f32);
+            p / (energy * n as f32 / 2.0) > 0.25
+        })
+        .collect()
+}
+
+/// Start (in seconds) of the first run of 10 frames (200 ms) with the tone.
+pub fn first_run(frames: &[bool]) -> Option<f32> {
+    frames
+        .windows(10)
+        .position(|w| w.iter().all(|&b| b))
+        .map(|i| i as f32 * 0.02)
+}
+
+/// End (in seconds) of the last run of 10 frames with the tone.
+pub fn last_run(frames: &[bool]) -> Option<f32> {
+    frames
+        .windows(10)
+        .rposition(|w| w.iter().all(|&b| b))
+        .map(|i| (i + 10) as f32 * 0.02)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod agents;
+pub mod campaign;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;

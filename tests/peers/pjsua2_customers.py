@@ -24,9 +24,10 @@ Settings from PEERS.md: null audio device, 8 kHz, G.711 only, 127.0.0.1 for
 SIP and media, threadCnt = 0, mainThreadOnly, a libHandleEvents loop.
 
 With --record-dir DIR, what each answered call hears is recorded to
-DIR/PHONE-N.wav (closed when the call ends).
+DIR/PHONE-N.wav (closed when the call ends). With --play WAV, every
+answered call sends that file (looped) as the customer's voice.
 
-Usage: pjsua2_customers.py --port PORT --plan JSON [--limit 170] [--record-dir DIR]
+Usage: pjsua2_customers.py --port PORT --plan JSON [--limit 170] [--record-dir DIR] [--play WAV]
 """
 
 import argparse
@@ -47,10 +48,11 @@ def emit(**fields):
 
 
 class Account(pj.Account):
-    def __init__(self, plan, record_dir):
+    def __init__(self, plan, record_dir, play=None):
         super().__init__()
         self.plan = plan
         self.record_dir = record_dir
+        self.play = play
         self.counts = {}
         self.calls = []
         self.ended = []
@@ -71,6 +73,7 @@ class Account(pj.Account):
         call = Call(self, prm.callId, phone, n, action)
         if self.record_dir:
             call.record_path = f"{self.record_dir}/{phone}-{n}.wav"
+        call.play_path = self.play
         self.calls.append(call)
 
 
@@ -89,6 +92,8 @@ class Call(pj.Call):
         self.disconnected = False
         self.record_path = None
         self.recorder = None
+        self.play_path = None
+        self.player = None
         parts = action.split(":")
         self.stay = parts[-1] == "stay"
         self.kind = parts[0]
@@ -120,6 +125,10 @@ class Call(pj.Call):
                     am = self.getAudioMedia(i)
                     am.startTransmit(
                         pj.Endpoint.instance().audDevManager().getPlaybackDevMedia())
+                    if self.play_path:
+                        self.player = pj.AudioMediaPlayer()
+                        self.player.createPlayer(self.play_path)
+                        self.player.startTransmit(am)
                     if self.record_path:
                         self.recorder = pj.AudioMediaRecorder()
                         self.recorder.createRecorder(self.record_path)
@@ -182,6 +191,7 @@ def main():
     ap.add_argument("--plan", required=True)
     ap.add_argument("--limit", type=float, default=170.0)
     ap.add_argument("--record-dir", default=None)
+    ap.add_argument("--play", default=None)
     ap.add_argument("--log-level", type=int, default=0)
     args = ap.parse_args()
     plan = json.loads(args.plan)
@@ -228,7 +238,7 @@ def main():
         acfg.natConfig.sdpNatRewriteUse = 0
         acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
         acfg.mediaConfig.transportConfig.publicAddress = "127.0.0.1"
-        acc = Account(plan, args.record_dir)
+        acc = Account(plan, args.record_dir, args.play)
         acc.create(acfg, True)
         emit(event="started", local=ep.transportGetInfo(tid).localName)
 
@@ -248,6 +258,7 @@ def main():
                         # Destroying the recorder writes the WAV header.
                         call.recorder = None
                         emit(event="recorded", phone=call.phone, n=call.n, path=call.record_path)
+                    call.player = None
                     # Kept until the end: deleting a pjsua2 Call while the
                     # library still holds its media can disturb later calls.
                     acc.ended.append(call)
