@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod campaign;
-pub use campaign::{parse_hours, CampaignConfig, TrunkConfig};
+pub use campaign::{parse_hours, CampaignConfig, RegionConfig, TrunkConfig};
 
 /// The example configuration shipped at the repository root.
 pub const EXAMPLE_CONFIG: &str = include_str!("../hotline.toml");
