@@ -29,6 +29,12 @@ const CASE_DEADLINE_MS: i64 = 5 * 24 * 3600 * 1000;
 /// New tasks are looked for with this much overlap (imports from another
 /// process stamp `created_at` with their own clock reading).
 const SYNC_OVERLAP_MS: i64 = 5 * 60 * 1000;
+/// The lease (`leases.name`) of the one node that dials when several share
+/// the database.
+const DIALER_LEASE: &str = "callback_dialer";
+/// Shortest lease: a holder must miss renewals for this long (a dead node,
+/// a lost database) before another node dials.
+const MIN_LEASE_MS: i64 = 15_000;
 
 fn utc(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
@@ -139,6 +145,7 @@ pub fn spawn(
     rules: CallbackRules,
     pacing: PacerConfig,
     poll: Duration,
+    node: String,
     cancel: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let dialer = Dialer::new(rules, pacing).map_err(|e| anyhow::anyhow!("campaign: {e}"))?;
@@ -149,6 +156,12 @@ pub fn spawn(
             dialer,
             meta: std::collections::HashMap::new(),
             synced_at: None,
+            node,
+            // Renewed every poll: three polls may be missed before it lapses.
+            lease_ttl_ms: i64::try_from(poll.as_millis().saturating_mul(3))
+                .unwrap_or(i64::MAX)
+                .max(MIN_LEASE_MS),
+            leader: false,
         };
         shell.run(poll, cancel).await
     }))
@@ -161,6 +174,11 @@ struct Shell {
     meta: std::collections::HashMap<String, Meta>,
     /// When the last look for new tasks started (store clock, ms).
     synced_at: Option<i64>,
+    /// This node's name in the dialer lease.
+    node: String,
+    lease_ttl_ms: i64,
+    /// Whether this node held the lease at the last tick.
+    leader: bool,
 }
 
 impl Shell {
@@ -178,15 +196,57 @@ impl Shell {
                 _ = cancel.cancelled() => break,
                 Some(r) = rx.recv() => self.on_result(r).await,
                 _ = tick.tick() => {
+                    if !self.hold_lease().await {
+                        continue;
+                    }
                     self.sync().await;
                     self.dial(&tx).await;
                 }
+            }
+        }
+        if self.leader {
+            // Another node may take over at once instead of after the TTL.
+            if let Err(e) = self.store.release_lease(DIALER_LEASE, &self.node).await {
+                warn!(error = %e, "cannot release the dialer lease");
             }
         }
         info!(
             in_flight = self.dialer.in_flight(),
             "callback dialer stopped"
         );
+    }
+
+    /// Take or renew the dialer lease; only its holder syncs and dials
+    /// (several nodes may share one PostgreSQL database). Results of calls
+    /// already in flight are handled either way.
+    async fn hold_lease(&mut self) -> bool {
+        let now = self.now_ms();
+        let held = match self
+            .store
+            .acquire_lease(DIALER_LEASE, &self.node, now, self.lease_ttl_ms)
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                // Unsure means not ours: dialling twice is worse than a pause.
+                warn!(error = %e, "cannot renew the dialer lease; not dialling");
+                false
+            }
+        };
+        if held && !self.leader {
+            info!(node = %self.node, "dialer lease gained: loading callback tasks");
+            // Another node may have dialled while we did not hold the lease:
+            // reload every task not in flight here from scratch (the first
+            // sync also closes attempts a crashed holder left `dialing`).
+            self.dialer.forget_idle();
+            let dialer = &self.dialer;
+            self.meta.retain(|k, _| dialer.knows(k));
+            self.synced_at = None;
+        } else if !held && self.leader {
+            info!(node = %self.node, "dialer lease lost: not dialling");
+        }
+        self.leader = held;
+        held
     }
 
     /// Load tasks the dialer does not know yet (imports, second callbacks);
@@ -441,7 +501,8 @@ impl Shell {
 }
 
 /// Start the dialer when `[campaign]` is enabled with a trunk; otherwise
-/// nothing (imports still plan tasks for a later start).
+/// nothing (imports still plan tasks for a later start). The task ends
+/// after the cancel token, once it has released its lease.
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     config: &crate::config::Config,
@@ -452,9 +513,9 @@ pub fn start(
     clock: Arc<dyn crate::clock::Clock>,
     events: crate::events::EventHub,
     cancel: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some((campaign, trunk)) = config.campaign_trunk() else {
-        return Ok(());
+        return Ok(None);
     };
     let path = config.resolve(&campaign.dialplan);
     let routing = super::Routing::load(std::slice::from_ref(&path)).map_err(|errors| {
@@ -487,13 +548,14 @@ pub fn start(
         max_call: Duration::from_secs(campaign.max_call_secs),
     });
     info!(trunk = %trunk.name, address = %address, mode = %campaign.mode, "callback campaign enabled");
-    spawn(
+    let task = spawn(
         store,
         deps,
         campaign.rules(),
         trunk.pacing(campaign.dial_mode()),
         Duration::from_millis(campaign.poll_ms),
+        config.node_name(),
         cancel,
     )?;
-    Ok(())
+    Ok(Some(task))
 }
