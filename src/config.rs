@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod campaign;
-pub use campaign::{parse_hours, CampaignConfig, TrunkConfig};
+pub use campaign::{parse_hours, CampaignConfig, RegionConfig, TrunkConfig};
 
 /// The example configuration shipped at the repository root.
 pub const EXAMPLE_CONFIG: &str = include_str!("../hotline.toml");
@@ -23,6 +23,8 @@ pub struct Config {
     pub sip: SipConfig,
     pub http: HttpConfig,
     pub database: DatabaseConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
     #[serde(default)]
     pub media: MediaConfig,
     #[serde(default)]
@@ -112,6 +114,26 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     pub url: String,
+}
+
+/// This process among the nodes sharing one database (`[server]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The node's name in leases (who runs the callback dialer); default
+    /// `HOSTNAME-PID`, see [`Config::node_name`].
+    pub node: Option<String>,
+}
+
+/// The host's name from the kernel, else `$HOSTNAME`, else "hotline".
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .chain(std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| "hotline".to_string())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -473,6 +495,16 @@ impl Config {
                 ),
             ));
         }
+        if let Some(node) = &cfg.server.node {
+            if node.trim().is_empty() || node.len() > 128 || node.chars().any(char::is_control) {
+                errors.push(err(
+                    locate.key(&["server", "node"]),
+                    format!(
+                        "server.node: expected a name of 1 to 128 printable characters, got {node:?}"
+                    ),
+                ));
+            }
+        }
         let media_ip = cfg.media.address.unwrap_or(cfg.sip.listen.ip());
         if media_ip.is_unspecified() {
             errors.push(err(
@@ -686,6 +718,15 @@ impl Config {
         }
     }
 
+    /// This node's name: `server.node`, else the host name and process id
+    /// (two processes on one host must differ, or both would hold the lease).
+    pub fn node_name(&self) -> String {
+        match &self.server.node {
+            Some(n) => n.clone(),
+            None => format!("{}-{}", host_name(), std::process::id()),
+        }
+    }
+
     /// The ACD router's configuration (queues and agent policy).
     pub fn router_config(&self) -> crate::acd::RouterConfig {
         crate::acd::RouterConfig {
@@ -847,6 +888,21 @@ mod tests {
         let text = "[sip]\nlisten = \"nope\"\ndomain = \"d\"\n[http]\nlisten=\"127.0.0.1:1\"\n[database]\nurl=\"sqlite://x.db\"\n";
         let e = Config::parse(text, "x.toml", Path::new(".")).unwrap_err();
         assert_eq!(e.0[0].line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn node_name_is_configured_or_host_and_pid() {
+        let base = "[sip]\nlisten = \"127.0.0.1:5060\"\ndomain = \"d\"\n[http]\nlisten=\"127.0.0.1:1\"\n[database]\nurl=\"sqlite://x.db\"\n";
+        let cfg = Config::parse(base, "x.toml", Path::new(".")).unwrap();
+        let pid = format!("-{}", std::process::id());
+        assert!(cfg.node_name().ends_with(&pid), "{}", cfg.node_name());
+        assert!(cfg.node_name().len() > pid.len());
+        let text = format!("{base}[server]\nnode = \"hz-1\"\n");
+        let cfg = Config::parse(&text, "x.toml", Path::new(".")).unwrap();
+        assert_eq!(cfg.node_name(), "hz-1");
+        let text = format!("{base}[server]\nnode = \" \"\n");
+        let e = Config::parse(&text, "x.toml", Path::new(".")).unwrap_err();
+        assert!(e.to_string().starts_with("x.toml:9: server.node"), "{e}");
     }
 
     #[test]

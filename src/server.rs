@@ -162,7 +162,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         cancel.clone(),
     )
     .await?;
-    let campaign = crate::call::campaign::start(
+    let (campaign, dialer) = match crate::call::campaign::start(
         &config,
         store.clone(),
         media.clone(),
@@ -172,7 +172,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         events.clone(),
         acd.clone(),
         cancel.clone(),
-    )?;
+    )? {
+        Some((handle, task)) => (Some(handle), Some(task)),
+        None => (None, None),
+    };
     crate::call::spawn_manager(
         calls_rx,
         Arc::new(crate::call::CallDeps {
@@ -233,6 +236,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     wait_for_stop().await;
     info!("stopping");
     cancel.cancel();
+    if let Some(dialer) = dialer {
+        // Its lease released, another node dials at once rather than after the TTL.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), dialer).await;
+    }
     // Give queued records a moment to land; a database that is away must not hold the stop.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), writer.flush()).await;
     drop(writer);

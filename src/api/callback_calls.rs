@@ -53,9 +53,10 @@ fn callback_error(e: CallbackError) -> ApiError {
         CallbackError::Agent(other) => ApiError::Conflict(other.to_string()),
         CallbackError::NotYourCall(_) => ApiError::Forbidden(e.to_string()),
         CallbackError::BadAnswer(_) => ApiError::Invalid(e.to_string()),
-        CallbackError::TrunkFull | CallbackError::NoAcd | CallbackError::Stopped => {
-            ApiError::Unavailable(e.to_string())
-        }
+        CallbackError::TrunkFull
+        | CallbackError::NoAcd
+        | CallbackError::Stopped
+        | CallbackError::NotLeader => ApiError::Unavailable(e.to_string()),
     }
 }
 

@@ -31,6 +31,12 @@ const CASE_DEADLINE_MS: i64 = 5 * 24 * 3600 * 1000;
 /// New tasks are looked for with this much overlap (imports from another
 /// process stamp `created_at` with their own clock reading).
 const SYNC_OVERLAP_MS: i64 = 5 * 60 * 1000;
+/// The lease (`leases.name`) of the one node that dials when several share
+/// the database.
+const DIALER_LEASE: &str = "callback_dialer";
+/// Shortest lease: a holder must miss renewals for this long (a dead node,
+/// a lost database) before another node dials.
+const MIN_LEASE_MS: i64 = 15_000;
 
 fn utc(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
@@ -154,12 +160,13 @@ pub fn spawn(
     rules: CallbackRules,
     pacing: PacerConfig,
     poll: Duration,
+    node: String,
     cancel: CancellationToken,
-) -> anyhow::Result<CampaignHandle> {
+) -> anyhow::Result<(CampaignHandle, tokio::task::JoinHandle<()>)> {
     let mode = pacing.mode;
     let dialer = Dialer::new(rules, pacing).map_err(|e| anyhow::anyhow!("campaign: {e}"))?;
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut shell = Shell {
             store,
             deps,
@@ -170,10 +177,16 @@ pub fn spawn(
             agent_calls: HashMap::new(),
             forms: HashMap::new(),
             awaiting: HashMap::new(),
+            node,
+            // Renewed every poll: three polls may be missed before it lapses.
+            lease_ttl_ms: i64::try_from(poll.as_millis().saturating_mul(3))
+                .unwrap_or(i64::MAX)
+                .max(MIN_LEASE_MS),
+            leader: false,
         };
         shell.run(poll, rx, cancel).await
     });
-    Ok(CampaignHandle { tx, mode })
+    Ok((CampaignHandle { tx, mode }, task))
 }
 
 /// How long an answered agent callback waits for the agent's survey form
@@ -201,6 +214,8 @@ pub enum CallbackError {
     BadAnswer(String),
     #[error("the callback dialer is not running")]
     Stopped,
+    #[error("another node runs the callback dialer now; try again shortly")]
+    NotLeader,
 }
 
 /// An agent callback under way.
@@ -313,6 +328,11 @@ struct Shell {
     /// Answered agent callbacks that ended before their form: call id →
     /// (result, settle without a form at).
     awaiting: HashMap<String, (CallResult, i64)>,
+    /// This node's name in the dialer lease.
+    node: String,
+    lease_ttl_ms: i64,
+    /// Whether this node held the lease at the last tick.
+    leader: bool,
 }
 
 impl Shell {
@@ -336,16 +356,59 @@ impl Shell {
                 Some(r) = rx.recv() => self.on_call_ended(r).await,
                 Some(cmd) = commands.recv() => self.command(cmd, &tx).await,
                 _ = tick.tick() => {
+                    // This node's own calls are settled whoever dials now.
+                    self.settle_formless().await;
+                    if !self.hold_lease().await {
+                        continue;
+                    }
                     self.sync().await;
                     self.dial(&tx).await;
-                    self.settle_formless().await;
                 }
+            }
+        }
+        if self.leader {
+            // Another node may take over at once instead of after the TTL.
+            if let Err(e) = self.store.release_lease(DIALER_LEASE, &self.node).await {
+                warn!(error = %e, "cannot release the dialer lease");
             }
         }
         info!(
             in_flight = self.dialer.in_flight(),
             "callback dialer stopped"
         );
+    }
+
+    /// Take or renew the dialer lease; only its holder syncs and dials
+    /// (several nodes may share one PostgreSQL database). Results of calls
+    /// already in flight are handled either way.
+    async fn hold_lease(&mut self) -> bool {
+        let now = self.now_ms();
+        let held = match self
+            .store
+            .acquire_lease(DIALER_LEASE, &self.node, now, self.lease_ttl_ms)
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                // Unsure means not ours: dialling twice is worse than a pause.
+                warn!(error = %e, "cannot renew the dialer lease; not dialling");
+                false
+            }
+        };
+        if held && !self.leader {
+            info!(node = %self.node, "dialer lease gained: loading callback tasks");
+            // Another node may have dialled while we did not hold the lease:
+            // reload every task not in flight here from scratch (the first
+            // sync also closes attempts a crashed holder left `dialing`).
+            self.dialer.forget_idle();
+            let dialer = &self.dialer;
+            self.meta.retain(|k, _| dialer.knows(k));
+            self.synced_at = None;
+        } else if !held && self.leader {
+            info!(node = %self.node, "dialer lease lost: not dialling");
+        }
+        self.leader = held;
+        held
     }
 
     /// Load tasks the dialer does not know yet (imports, second callbacks);
@@ -545,6 +608,9 @@ impl Shell {
         agent: &str,
         results: &mpsc::UnboundedSender<CallResult>,
     ) -> Result<CallStarted, CallbackError> {
+        if !self.leader {
+            return Err(CallbackError::NotLeader);
+        }
         // A task imported a moment ago may not be loaded yet.
         if !self.dialer.knows(task_id) {
             self.sync().await;
@@ -843,7 +909,8 @@ impl Shell {
 }
 
 /// Start the dialer when `[campaign]` is enabled with a trunk; otherwise
-/// nothing (imports still plan tasks for a later start).
+/// nothing (imports still plan tasks for a later start). The task ends
+/// after the cancel token, once it has released its lease.
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     config: &crate::config::Config,
@@ -855,7 +922,7 @@ pub fn start(
     events: crate::events::EventHub,
     acd: super::acd::AcdHandle,
     cancel: CancellationToken,
-) -> anyhow::Result<Option<CampaignHandle>> {
+) -> anyhow::Result<Option<(CampaignHandle, tokio::task::JoinHandle<()>)>> {
     let Some((campaign, trunk)) = config.campaign_trunk() else {
         return Ok(None);
     };
@@ -895,13 +962,14 @@ pub fn start(
         recordings: config.resolve(&config.recordings.dir),
     });
     info!(trunk = %trunk.name, address = %address, mode = %campaign.mode, "callback campaign enabled");
-    let handle = spawn(
+    let (handle, task) = spawn(
         store,
         deps,
         campaign.rules(),
         trunk.pacing(campaign.dial_mode()),
         Duration::from_millis(campaign.poll_ms),
+        config.node_name(),
         cancel,
     )?;
-    Ok(Some(handle))
+    Ok(Some((handle, task)))
 }

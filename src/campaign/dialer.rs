@@ -150,6 +150,26 @@ impl Dialer {
         done.len()
     }
 
+    /// Forgets every task without a call in flight (they stay in the store),
+    /// so that loading them again reads them fresh: another node may have
+    /// dialled them meanwhile. Calls in flight keep their tasks for
+    /// [`finish`](Self::finish).
+    pub fn forget_idle(&mut self) -> usize {
+        let idle: Vec<TaskId> = self
+            .sched
+            .tasks()
+            .map(|t| t.id)
+            .filter(|id| !self.in_flight.contains(id))
+            .collect();
+        for id in &idle {
+            self.sched.remove(*id);
+            if let Some(k) = self.keys.remove(id) {
+                self.ids.remove(&k);
+            }
+        }
+        idle.len()
+    }
+
     /// Expire overdue tasks and start as many due ones as the trunk allows
     /// (concurrency and calls per second), earliest deadline first.
     pub fn poll(&mut self, now: DateTime<Utc>) -> Tick {
@@ -599,6 +619,32 @@ mod tests {
         assert!(second
             .load("k", task(TaskKind::Install, start, "1"), now)
             .is_err());
+    }
+
+    #[test]
+    fn forget_idle_keeps_calls_in_flight() {
+        let mut d = dialer(1, 100.0);
+        for k in ["a", "b"] {
+            d.load(k, task(TaskKind::Install, sh(24, 9, 0), "1"), sh(23, 8, 0))
+                .unwrap();
+        }
+        let dials = d.poll(sh(24, 9, 0)).dials;
+        assert_eq!(dials.len(), 1);
+        let busy = dials[0].key.clone();
+        assert_eq!(d.forget_idle(), 1);
+        assert!(d.knows(&busy));
+        assert_eq!(d.in_flight(), 1);
+        // The idle one loads again (fresh from the store), the call ends.
+        let idle = if busy == "a" { "b" } else { "a" };
+        assert!(!d.knows(idle));
+        d.load(
+            idle,
+            task(TaskKind::Install, sh(24, 9, 0), "1"),
+            sh(24, 9, 1),
+        )
+        .unwrap();
+        assert!(d.finish(&busy, Outcome::Busy, sh(24, 9, 2)).is_ok());
+        assert_eq!(d.in_flight(), 0);
     }
 
     #[test]

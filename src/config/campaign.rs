@@ -5,14 +5,16 @@
 //! dialplan, and carries the scheduling rules of `campaign::rules` (calling
 //! hours, holidays, retries) so the import and the dialer plan alike.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use chrono::{NaiveDate, NaiveTime, Weekday};
 use serde::Deserialize;
 
 use super::{Config, ConfigError, Locator};
-use crate::campaign::{CallbackRules, CallingHours, DialMode, PacerConfig, RetryPolicy};
+use crate::campaign::{
+    CallbackRules, CallingHours, DialMode, PacerConfig, RegionRules, RetryPolicy,
+};
 
 /// An outbound SIP trunk (`[[trunks]]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +110,22 @@ pub struct CampaignConfig {
     /// How often the dialer looks for due tasks and new imports.
     #[serde(default = "default_poll")]
     pub poll_ms: u64,
+    /// Region name (as in work orders) → its own hours and zone
+    /// (`[campaign.regions."乌鲁木齐"]`).
+    #[serde(default)]
+    pub regions: BTreeMap<String, RegionConfig>,
+}
+
+/// One `[campaign.regions.NAME]` table; a key left out inherits the
+/// campaign's own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// "HH:MM-HH:MM", like `campaign.calling_hours`.
+    pub calling_hours: Option<String>,
+    /// IANA zone, like `campaign.timezone` (`time_zone` is accepted too).
+    #[serde(alias = "time_zone")]
+    pub timezone: Option<String>,
 }
 
 fn default_callback_wrap() -> u64 {
@@ -212,6 +230,19 @@ impl CampaignConfig {
             .iter()
             .filter_map(toml_date)
             .collect::<BTreeSet<_>>();
+        // Left as None the rules fall back to the campaign's zone and hours
+        // (`zone_for`, `hours_for`), so inheritance needs no copying here.
+        r.regions = self
+            .regions
+            .iter()
+            .map(|(name, g)| {
+                let rules = RegionRules {
+                    zone: g.timezone.as_deref().and_then(|z| z.parse().ok()),
+                    hours: g.calling_hours.as_deref().and_then(|h| parse_hours(h).ok()),
+                };
+                (name.clone(), rules)
+            })
+            .collect();
         r.grace_days = self.grace_days;
         r.coverage = self.coverage;
         r.retry = RetryPolicy {
@@ -378,6 +409,36 @@ pub(super) fn check(
             format!("campaign.timezone: unknown time zone {:?}", c.timezone),
         ));
     }
+    for (name, g) in &c.regions {
+        let region_at = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| locate.key(&["campaign", "regions", name, k]))
+                .or(locate.key(&["campaign", "regions", name]))
+                .or(locate.key(&["campaign"]))
+        };
+        if name.trim().is_empty() {
+            errors.push(err(
+                region_at(&[]),
+                "campaign.regions: expected a region name, got \"\"".into(),
+            ));
+        }
+        if let Some(Err(m)) = g.calling_hours.as_deref().map(parse_hours) {
+            errors.push(err(
+                region_at(&["calling_hours"]),
+                format!("campaign.regions.{name:?}.calling_hours: {m}"),
+            ));
+        }
+        if let Some(z) = g
+            .timezone
+            .as_deref()
+            .filter(|z| z.parse::<chrono_tz::Tz>().is_err())
+        {
+            errors.push(err(
+                region_at(&["timezone", "time_zone"]),
+                format!("campaign.regions.{name:?}.timezone: unknown time zone {z:?}"),
+            ));
+        }
+    }
     for d in &c.rest_weekdays {
         if parse_weekday(d).is_none() {
             errors.push(err(
@@ -528,5 +589,127 @@ retry_busy_secs = 0
         }
         assert!(parse_hours("09:00-18:00").is_ok());
         assert!(parse_hours("9-18").is_err());
+    }
+
+    const REGIONS: &str = r#"
+[campaign]
+enabled = false
+calling_hours = "09:00-18:00"
+timezone = "Asia/Shanghai"
+
+[campaign.regions."乌鲁木齐"]
+calling_hours = "10:00-19:00"
+time_zone = "Asia/Urumqi"
+
+[campaign.regions."拉萨"]
+calling_hours = "10:00-18:30"
+
+[campaign.regions."喀什"]
+timezone = "Asia/Urumqi"
+"#;
+
+    #[test]
+    fn regions_override_hours_and_zone_and_inherit_the_rest() {
+        let r = parse(REGIONS).unwrap().callback_rules();
+        let hm = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        assert_eq!(r.zone_for("乌鲁木齐"), chrono_tz::Asia::Urumqi);
+        assert_eq!(r.hours_for("乌鲁木齐").start, hm(10, 0));
+        assert_eq!(r.hours_for("乌鲁木齐").end, hm(19, 0));
+        // Hours only: the campaign's zone.
+        assert_eq!(r.zone_for("拉萨"), chrono_tz::Asia::Shanghai);
+        assert_eq!(r.hours_for("拉萨").end, hm(18, 30));
+        // Zone only (the `timezone` spelling): the campaign's hours.
+        assert_eq!(r.zone_for("喀什"), chrono_tz::Asia::Urumqi);
+        assert_eq!(r.hours_for("喀什"), r.hours);
+        // Not listed: the campaign's own.
+        assert_eq!(r.zone_for("杭州"), chrono_tz::Asia::Shanghai);
+        assert_eq!(r.hours_for("杭州").start, hm(9, 0));
+        assert_eq!(r.regions.len(), 3);
+        assert!(r.validate().is_ok());
+    }
+
+    #[test]
+    fn region_errors_name_file_and_line() {
+        let errs = parse(
+            r#"
+[campaign]
+enabled = false
+
+[campaign.regions."乌鲁木齐"]
+calling_hours = "19:00-10:00"
+time_zone = "Asia/Nowhere"
+
+[campaign.regions."拉萨"]
+calling_hours = "ten to six"
+timezone = "Mars/Base"
+"#,
+        )
+        .unwrap_err();
+        let want = [
+            "h.toml:13: campaign.regions.\"乌鲁木齐\".calling_hours: start must be before end",
+            "h.toml:14: campaign.regions.\"乌鲁木齐\".timezone: unknown time zone \"Asia/Nowhere\"",
+            "h.toml:17: campaign.regions.\"拉萨\".calling_hours",
+            "h.toml:18: campaign.regions.\"拉萨\".timezone: unknown time zone \"Mars/Base\"",
+        ];
+        for w in want {
+            assert!(
+                errs.iter().any(|e| e.starts_with(w)),
+                "{w} not in {errs:#?}"
+            );
+        }
+        // An unknown key in a region table is a located parse error.
+        let errs = parse("\n[campaign]\n[campaign.regions.\"拉萨\"]\nhours = \"10:00-18:00\"\n")
+            .unwrap_err();
+        assert!(errs[0].starts_with("h.toml:11:"), "{errs:#?}");
+    }
+
+    #[test]
+    fn a_region_is_dialled_only_inside_its_own_hours() {
+        use crate::campaign::{Dialer, Task, TaskId, TaskKind, TaskPlan};
+        use chrono::{DateTime, Duration, TimeZone, Utc};
+        // Shanghai wall clock; 乌鲁木齐 (UTC+6) is two hours behind it, so its
+        // 10:00-19:00 is 12:00-21:00 here.
+        let sh = |h, m| -> DateTime<Utc> {
+            chrono_tz::Asia::Shanghai
+                .with_ymd_and_hms(2026, 11, 24, h, m, 0)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let rules = parse(REGIONS).unwrap().callback_rules();
+        let pacing = PacerConfig {
+            mode: DialMode::Survey,
+            max_concurrent: 10,
+            calls_per_second: 100.0,
+            burst: 100,
+        };
+        let mut d = Dialer::new(rules, pacing).unwrap();
+        let task = |due: DateTime<Utc>, region: &str| {
+            let plan = TaskPlan {
+                window_start: due,
+                window_end: due + Duration::hours(9),
+                deadline: due + Duration::days(3),
+                first_due: due,
+            };
+            Task::new(TaskId(0), TaskKind::Install, &plan, "WO", "C", "1", region)
+        };
+        d.load("hz", task(sh(9, 0), "杭州"), sh(8, 0)).unwrap();
+        d.load("xj", task(sh(9, 0), "乌鲁木齐"), sh(8, 0)).unwrap();
+        let keys = |d: &mut Dialer, h, m| -> Vec<String> {
+            d.poll(sh(h, m)).dials.into_iter().map(|x| x.key).collect()
+        };
+        // 09:00 in Shanghai is 07:00 in 乌鲁木齐: only 杭州 is called.
+        assert_eq!(keys(&mut d, 9, 0), ["hz"]);
+        assert!(keys(&mut d, 11, 59).is_empty());
+        assert_eq!(keys(&mut d, 12, 0), ["xj"]);
+        // After the campaign's 18:00 but before 乌鲁木齐's 19:00 local.
+        d.load("late", task(sh(20, 30), "乌鲁木齐"), sh(8, 0))
+            .unwrap();
+        d.load("hz-late", task(sh(20, 30), "杭州"), sh(8, 0))
+            .unwrap();
+        assert_eq!(keys(&mut d, 20, 30), ["late"]);
+        // 21:00 here is 19:00 there: the region's day is over too.
+        d.load("too-late", task(sh(21, 0), "乌鲁木齐"), sh(8, 0))
+            .unwrap();
+        assert!(keys(&mut d, 21, 0).is_empty());
     }
 }

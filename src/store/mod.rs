@@ -40,6 +40,7 @@ pub use campaign::{
     FinishAttempt, SurveyRow, TaskProgress,
 };
 mod error;
+mod lease;
 mod phone;
 mod queries;
 mod reports;
@@ -83,6 +84,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "call_legs",
         include_str!("../../migrations/0004_call_legs.sql"),
+    ),
+    (
+        5,
+        "leases",
+        include_str!("../../migrations/0005_leases.sql"),
     ),
 ];
 
