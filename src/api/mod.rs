@@ -10,6 +10,7 @@
 pub mod acd;
 pub mod auth;
 mod call_control;
+mod callback_tasks;
 mod calls;
 mod campaign;
 mod cases;
@@ -73,6 +74,8 @@ pub struct ApiState {
     pub callback_rules: Arc<crate::campaign::CallbackRules>,
     /// Calls in progress, for the first message of `/api/events`.
     pub live_calls: live_calls::LiveCalls,
+    /// `[campaign] mode` when a campaign is configured and enabled.
+    pub campaign_mode: Option<Arc<str>>,
 }
 
 impl ApiState {
@@ -111,6 +114,11 @@ impl ApiState {
             sip: None,
             transfer_numbers: Arc::new(config.acd.transfer_numbers.clone()),
             callback_rules: Arc::new(config.callback_rules()),
+            campaign_mode: config
+                .campaign
+                .as_ref()
+                .filter(|c| c.enabled)
+                .map(|c| Arc::from(c.mode.as_str())),
         }
     }
 
@@ -187,6 +195,11 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
             post(call_control::monitor_stop),
         ),
         (Method::POST, "/api/work-orders", post(work_orders::import)),
+        (
+            Method::GET,
+            "/api/callback-tasks",
+            get(callback_tasks::list),
+        ),
         (
             Method::GET,
             "/api/callback-requests",
