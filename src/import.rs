@@ -13,8 +13,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
-use crate::campaign::{parse_csv_bytes, plan_checked, CallbackRules, WorkOrderRow};
-use crate::store::{CallbackTaskRow, Store};
+use crate::campaign::{parse_csv_bytes, plan_checked, CallbackRules, OrderKind, WorkOrderRow};
+use crate::store::{CallbackTaskRow, Store, WorkOrderKind};
 
 /// What an import did, for the summary line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -113,6 +113,53 @@ pub async fn import_work_orders(
         progress((chunk_no * BATCH + chunk.len()).min(total), total);
     }
     Ok(out)
+}
+
+/// Plan and store the callback task of an order already stored, as
+/// `POST /api/work-orders` does after storing it: from the stored order and
+/// its customer (do-not-call). False when the order is unknown, not
+/// completed, not due a callback or already has its task.
+pub async fn plan_stored_order(
+    store: &Store,
+    order_no: &str,
+    rules: &CallbackRules,
+    now_ms: i64,
+) -> anyhow::Result<bool> {
+    let Some(order) = store.get_work_order(order_no).await? else {
+        return Ok(false);
+    };
+    let Some(completed_at) = order
+        .completed_at
+        .and_then(chrono::DateTime::from_timestamp_millis)
+    else {
+        return Ok(false);
+    };
+    let customer = store.get_customer(&order.customer_id).await?;
+    let row = WorkOrderRow {
+        order_no: order.order_no,
+        kind: match order.kind {
+            WorkOrderKind::Install => OrderKind::Install,
+            WorkOrderKind::Repair => OrderKind::Repair,
+        },
+        customer_id: Some(order.customer_id),
+        customer_name: customer
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        phone: String::new(),
+        address: customer
+            .as_ref()
+            .map(|c| c.address.clone())
+            .unwrap_or_default(),
+        region: order.region,
+        product: order.product,
+        technician: order.technician,
+        department: order.department,
+        completed_at,
+        fees_cents: order.fees_cents,
+        do_not_call: customer.is_some_and(|c| c.do_not_call),
+    };
+    plan_task(store, &row, rules, now_ms).await
 }
 
 /// Plan and store the callback task of one stored order; false when it is

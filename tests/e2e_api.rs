@@ -783,6 +783,157 @@ fn customers_and_work_order_import() {
     assert_eq!(v["work_orders"][0]["fees_cents"], 8000);
 }
 
+/// One string out of each item of a JSON array.
+fn strings<'a>(list: &'a Value, pick: impl Fn(&'a Value) -> &'a Value) -> Vec<&'a str> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            pick(x)
+                .as_str()
+                .unwrap_or_else(|| panic!("not a string: {x}"))
+        })
+        .collect()
+}
+
+/// `GET /api/callback-tasks`: auth, validation, and the tasks planned by
+/// `POST /api/work-orders` with their customer and order, plus the survey's
+/// questions.
+#[test]
+fn callback_tasks_for_the_desk() {
+    let s = start();
+    let path = "/api/callback-tasks";
+    request(s.http, "GET", path, None, &[], None).expect_error(401, "unauthorized");
+    let agent = login(&s, "1001", "hotline1001");
+    let sup = login(&s, "s1", "hotline-s1");
+    let admin = login(&s, "admin", "hotline-admin");
+    for bad in [
+        "?state=pending",
+        "?state=",
+        "?limit=0",
+        "?limit=501",
+        "?limit=ten",
+        "?state=open&limit=-1",
+    ] {
+        let msg = get(&s, &format!("{path}{bad}"), &agent).expect_error(400, "bad_request");
+        assert!(
+            msg.contains("state") || msg.contains("limit"),
+            "{bad}: {msg}"
+        );
+    }
+
+    // Nothing yet; no campaign configured: mode null; the four questions.
+    let r = get(&s, path, &agent);
+    let v = r.json();
+    assert_eq!(r.status, 200, "{v}");
+    assert_eq!(v["mode"], Value::Null, "{v}");
+    assert_eq!(v["tasks"], json!([]), "{v}");
+    let keys = strings(&v["questions"], |q| &q["key"]);
+    let expected: Vec<&str> = hotline::campaign::survey::QUESTIONS
+        .iter()
+        .map(|q| q.key)
+        .collect();
+    assert_eq!(keys, expected);
+    assert_eq!(keys, ["attitude", "cleaned", "fees_ok", "satisfaction"]);
+    let q0 = &v["questions"][0];
+    assert!(q0["prompt"].as_str().unwrap().contains("服务态度"), "{q0}");
+    assert_eq!(q0["choices"][0], json!({"key": 1, "label": "满意"}), "{q0}");
+    assert_eq!(v["questions"][3]["choices"].as_array().unwrap().len(), 5);
+
+    // Completed orders get their task; an order without completion does not.
+    let batch = json!([
+        {"order_no": "WO-T1", "type": "repair", "customer": {"phone": "139 1234 5678", "name": "陈先生", "address": "宁波市鄞州区", "region": "华东"},
+         "product": "BCD-256 冰箱", "technician": "钱师傅", "department": "维修部", "completed_at": "2025-06-03T09:00:00+08:00"},
+        {"order_no": "WO-T2", "type": "install", "customer": {"phone": "138 0000 2222", "name": "刘女士", "address": "杭州市西湖区", "region": "华东"},
+         "product": "KFR-35GW 空调", "technician": "赵师傅", "department": "安装部", "completed_at": "2025-06-02T14:30:00+08:00"},
+        {"order_no": "WO-T3", "type": "repair", "customer": {"phone": "138 0000 2222"}}
+    ]);
+    let r = post(&s, "/api/work-orders", &admin, &batch);
+    let v = r.json();
+    assert_eq!(r.status, 200, "{v}");
+    assert_eq!(
+        (v["created"].as_u64(), v["tasks_created"].as_u64()),
+        (Some(3), Some(2)),
+        "{v}"
+    );
+    // Re-import: no second task.
+    let v = post(&s, "/api/work-orders", &admin, &batch).json();
+    assert_eq!(
+        (v["updated"].as_u64(), v["tasks_created"].as_u64()),
+        (Some(3), Some(0)),
+        "{v}"
+    );
+
+    let r = get(&s, path, &agent);
+    let v = r.json();
+    assert_eq!(r.status, 200, "{v}");
+    let tasks = v["tasks"].as_array().unwrap();
+    let orders = strings(&v["tasks"], |t| &t["work_order"]["order_no"]);
+    assert_eq!(orders, ["WO-T2", "WO-T1"], "soonest due first: {v}");
+    let t = &tasks[0];
+    assert_eq!(t["id"], "wo-WO-T2", "{t}");
+    assert_eq!(
+        (t["kind"].as_str(), t["state"].as_str()),
+        (Some("install"), Some("pending")),
+        "{t}"
+    );
+    assert_eq!(t["attempts"], 0);
+    assert_eq!(
+        (&t["last_outcome"], &t["case_id"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(
+        t["customer"],
+        json!({"id": "tel-13800002222", "name": "刘女士", "phone": "13800002222", "region": "华东", "address": "杭州市西湖区"}),
+        "{t}"
+    );
+    let w = &t["work_order"];
+    assert_eq!(
+        (
+            w["product"].as_str(),
+            w["technician"].as_str(),
+            w["department"].as_str()
+        ),
+        (Some("KFR-35GW 空调"), Some("赵师傅"), Some("安装部")),
+        "{w}"
+    );
+    // 2025-06-02T14:30:00+08:00
+    assert_eq!(w["completed_at"], 1_748_845_800_000_i64, "{w}");
+    let ms = |k: &str| t[k].as_i64().unwrap_or_else(|| panic!("{k}: {t}"));
+    assert!(ms("window_start") > 1_748_845_800_000, "{t}");
+    assert!(
+        ms("window_start") <= ms("due_at") && ms("window_start") < ms("window_end"),
+        "{t}"
+    );
+    assert!(ms("window_end") <= ms("deadline"), "{t}");
+    assert_eq!(tasks[1]["kind"], "repair");
+
+    // limit, state=all, and the other roles.
+    let v = get(&s, &format!("{path}?limit=1"), &agent).json();
+    assert_eq!(v["tasks"].as_array().unwrap().len(), 1, "{v}");
+    let v = get(&s, &format!("{path}?state=all&limit=500"), &sup).json();
+    assert_eq!(v["tasks"].as_array().unwrap().len(), 2, "{v}");
+    with_store(&s, async |store| {
+        sqlx::query("UPDATE callback_tasks SET state = 'done', last_outcome = 'answered' WHERE id = 'wo-WO-T2'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+    });
+    let v = get(&s, path, &admin).json();
+    assert_eq!(
+        v["tasks"].as_array().unwrap().len(),
+        1,
+        "the done task is not open: {v}"
+    );
+    let v = get(&s, &format!("{path}?state=all"), &agent).json();
+    let done = &v["tasks"][0];
+    assert_eq!(
+        (done["state"].as_str(), done["last_outcome"].as_str()),
+        (Some("done"), Some("answered")),
+        "{v}"
+    );
+}
+
 /// The endpoints of issue 6 §1–2 and issue 5 §1, by method and path.
 const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/healthz"),
@@ -799,6 +950,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/api/calls/{id}/recording"),
     ("post", "/api/calls/{id}/disposition"),
     ("post", "/api/work-orders"),
+    ("get", "/api/callback-tasks"),
     ("get", "/api/callback-requests"),
     ("get", "/api/agents"),
     ("post", "/api/agents/{id}/state"),

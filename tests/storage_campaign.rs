@@ -355,3 +355,123 @@ async fn campaign_round_trip(url: &str) {
     );
     s.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desk_list_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    desk_task_list(&sqlite_url(&dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desk_list_postgres() {
+    let Some((url, base, schema)) = postgres_url().await else {
+        return;
+    };
+    desk_task_list(&url).await;
+    drop_schema(&base, &schema).await;
+}
+
+/// `list_callback_tasks` (the agent desk's list): customer, order, last
+/// outcome; open tasks or all, soonest due first, at most `limit`.
+async fn desk_task_list(url: &str) {
+    let s = Store::connect(url).await.expect("connect");
+    s.upsert_customer(
+        &Customer {
+            id: "C1".into(),
+            name: "张一".into(),
+            address: "杭州市西湖区文三路 1 号".into(),
+            region: "杭州".into(),
+            do_not_call: false,
+            phone_status: "unverified".into(),
+            created_at: T0,
+            updated_at: T0,
+        },
+        &["138 0000 0001"],
+    )
+    .await
+    .expect("customer");
+    s.upsert_work_order(&WorkOrder {
+        order_no: "WO1".into(),
+        kind: WorkOrderKind::Repair,
+        customer_id: "C1".into(),
+        product: "BCD-256 冰箱".into(),
+        technician: "赵师傅".into(),
+        department: "维修部".into(),
+        region: "宁波".into(),
+        completed_at: Some(T0 - 1000),
+        fees_cents: 0,
+        created_at: T0,
+        updated_at: T0,
+    })
+    .await
+    .expect("order");
+    let task = |id: &str, order: &str, customer: &str, kind: &str, due: i64| CallbackTaskRow {
+        id: id.into(),
+        work_order: order.into(),
+        customer_id: customer.into(),
+        kind: kind.into(),
+        window_start: due,
+        window_end: due + 1000,
+        deadline: due + 2000,
+        due_at: due,
+        created_at: T0,
+    };
+    // Inserted out of due order; one without an order on record, one whose
+    // customer is not on record.
+    for t in [
+        task("t-late", "WO1", "C1", "repair", T0 + 300),
+        task("t-early", "", "C1", "second", T0 + 100),
+        task("t-ghost", "WO-none", "ghost", "install", T0 + 200),
+        task("t-done", "WO1", "C1", "repair", T0 + 50),
+    ] {
+        assert!(s.insert_callback_task_once(&t).await.expect("task"));
+    }
+    s.save_task_progress(&progress("t-done", "done", 1, Some("answered"), T0 + 50))
+        .await
+        .expect("done");
+    s.save_task_progress(&progress("t-late", "pending", 1, Some("busy"), T0 + 300))
+        .await
+        .expect("busy");
+
+    let open = s.list_callback_tasks(true, 100).await.expect("open");
+    let ids: Vec<&str> = open.iter().map(|v| v.task.id.as_str()).collect();
+    assert_eq!(ids, ["t-early", "t-ghost", "t-late"], "open, by due_at");
+    let late = &open[2];
+    assert_eq!(late.task.state, "pending");
+    assert_eq!(late.task.attempts, 1);
+    assert_eq!(late.last_outcome.as_deref(), Some("busy"));
+    assert_eq!(late.customer_name, "张一");
+    assert_eq!(late.customer_address, "杭州市西湖区文三路 1 号");
+    assert_eq!(late.task.phone, "13800000001");
+    assert_eq!(late.task.region, "宁波", "the order's region first");
+    assert_eq!(
+        late.order,
+        Some(TaskOrder {
+            order_no: "WO1".into(),
+            product: "BCD-256 冰箱".into(),
+            technician: "赵师傅".into(),
+            department: "维修部".into(),
+            completed_at: Some(T0 - 1000),
+        })
+    );
+    let early = &open[0];
+    assert_eq!(early.order, None, "no order on record");
+    assert_eq!(early.task.region, "杭州", "the customer's region");
+    assert_eq!(early.last_outcome, None);
+    let ghost = &open[1];
+    assert_eq!(
+        (ghost.customer_name.as_str(), ghost.task.phone.as_str()),
+        ("", "")
+    );
+    assert_eq!(ghost.order, None);
+
+    let all = s.list_callback_tasks(false, 100).await.expect("all");
+    let ids: Vec<&str> = all.iter().map(|v| v.task.id.as_str()).collect();
+    assert_eq!(ids, ["t-done", "t-early", "t-ghost", "t-late"]);
+    assert_eq!(all[0].task.state, "done");
+    assert_eq!(all[0].last_outcome.as_deref(), Some("answered"));
+    let two = s.list_callback_tasks(false, 2).await.expect("limit");
+    assert_eq!(two.len(), 2);
+    assert_eq!(two[1].task.id, "t-early");
+    s.close().await;
+}

@@ -47,13 +47,18 @@ pub fn parse_time(name: &str, v: &str) -> ApiResult<i64> {
 
 /// A `limit` parameter in 1..=MAX_LIMIT.
 pub fn parse_limit(v: Option<&str>) -> ApiResult<i64> {
+    parse_limit_up_to(v, MAX_LIMIT)
+}
+
+/// A `limit` parameter in 1..=`max`; [`DEFAULT_LIMIT`] when not given.
+pub fn parse_limit_up_to(v: Option<&str>, max: i64) -> ApiResult<i64> {
     let Some(v) = v else {
-        return Ok(DEFAULT_LIMIT);
+        return Ok(DEFAULT_LIMIT.min(max));
     };
     match v.trim().parse::<i64>() {
-        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(ApiError::BadRequest(format!(
-            "limit: expected a number from 1 to {MAX_LIMIT}, got {v:?}"
+            "limit: expected a number from 1 to {max}, got {v:?}"
         ))),
     }
 }

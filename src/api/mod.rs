@@ -11,6 +11,7 @@ pub mod acd;
 pub mod auth;
 mod call_control;
 mod callback_calls;
+mod callback_tasks;
 mod calls;
 mod campaign;
 mod cases;
@@ -76,6 +77,8 @@ pub struct ApiState {
     pub live_calls: live_calls::LiveCalls,
     /// The callback dialer, when `[campaign]` runs.
     pub campaign: Option<crate::call::campaign::CampaignHandle>,
+    /// `[campaign] mode` when a campaign is configured and enabled.
+    pub campaign_mode: Option<Arc<str>>,
 }
 
 impl ApiState {
@@ -115,6 +118,11 @@ impl ApiState {
             transfer_numbers: Arc::new(config.acd.transfer_numbers.clone()),
             callback_rules: Arc::new(config.callback_rules()),
             campaign: None,
+            campaign_mode: config
+                .campaign
+                .as_ref()
+                .filter(|c| c.enabled)
+                .map(|c| Arc::from(c.mode.as_str())),
         }
     }
 
@@ -200,6 +208,11 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
             post(call_control::monitor_stop),
         ),
         (Method::POST, "/api/work-orders", post(work_orders::import)),
+        (
+            Method::GET,
+            "/api/callback-tasks",
+            get(callback_tasks::list),
+        ),
         (
             Method::GET,
             "/api/callback-requests",

@@ -229,7 +229,7 @@ fn paths_records() -> Value {
                 "responses": auth_errors(json!({"200": ok("recorded", json!({"type": "object", "properties": {"task_id": {"type": "string"}, "call_id": {"type": "string"}, "completed": {"type": "boolean"}, "dissatisfied": {"type": "boolean"}, "case_id": {"type": ["string", "null"]}}})), "400": err("malformed body"), "403": err("another agent's call"), "409": err("not an agent callback of this task, or already settled"), "422": err("an answer that is not a choice of its question")}))
             }},
             "/api/work-orders": {"post": {
-                "summary": "Import completed work orders from the ERP (admin); idempotent by order_no", "operationId": "importWorkOrders",
+                "summary": "Import completed work orders from the ERP (admin); idempotent by order_no; each completed order gets its callback task once", "operationId": "importWorkOrders",
                 "requestBody": body(json!({"oneOf": [r("WorkOrderInput"), array(r("WorkOrderInput"))]})),
                 "responses": auth_errors(json!({"200": ok("what was imported; bad items are listed, good ones stored", r("ImportSummary")), "400": err("not JSON, or neither an object nor an array")}))
             }},
@@ -433,6 +433,7 @@ fn schemas() -> Value {
         }},
         "ImportSummary": {"type": "object", "properties": {
             "created": i, "updated": i, "failed": i,
+            "tasks_created": {"type": "integer", "description": "callback tasks planned for the completed orders"},
             "errors": array(json!({"type": "object", "properties": {"index": i, "order_no": s, "error": s}}))
         }},
         "CallbackRequest": {"type": "object", "properties": {
@@ -512,7 +513,37 @@ fn paths_campaign() -> Value {
     let counts = json!({"opened": i, "fixed": i, "still_open": i});
     let mut line = counts.clone();
     line["region"] = s.clone();
+    let task = json!({"type": "object", "properties": {
+        "id": s, "kind": {"type": "string", "enum": ["install", "repair", "second"]},
+        "state": {"type": "string", "description": "pending, dialing, done, failed, invalid, expired, cancelled"},
+        "attempts": i, "due_at": i, "window_start": i, "window_end": i, "deadline": i,
+        "customer": {"type": "object", "properties": {
+            "id": s, "name": s, "phone": {"type": "string", "description": "the number dialled (normalised digits); empty when none"},
+            "region": {"type": "string", "description": "the order's region, else the customer's"}, "address": s
+        }},
+        "work_order": {"type": "object", "nullable": true, "properties": {
+            "order_no": s, "product": s, "technician": s, "department": s, "completed_at": oi
+        }},
+        "last_outcome": {"type": "string", "nullable": true, "description": "answered, partial, busy, no_answer, invalid, declined, error, interrupted"},
+        "case_id": {"type": "string", "nullable": true, "description": "the dissatisfied case a second callback follows up"}
+    }});
+    let question = json!({"type": "object", "properties": {
+        "key": {"type": "string", "enum": ["attitude", "cleaned", "fees_ok", "satisfaction"]}, "prompt": s,
+        "choices": array(json!({"type": "object", "properties": {"key": {"type": "integer", "description": "the key pressed; the answer's value"}, "label": s}}))
+    }});
     json!({
+        "/api/callback-tasks": {"get": {
+            "summary": "Callback tasks (回访任务) for the agent desk, soonest due first, with the campaign mode and the survey questions (agent, supervisor, admin)", "operationId": "listCallbackTasks",
+            "parameters": [
+                query("state", "open (pending or dialing) or all", json!({"type": "string", "enum": ["open", "all"], "default": "open"})),
+                query("limit", "at most this many", json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 100}))
+            ],
+            "responses": auth_errors(json!({"200": ok("the tasks", json!({"type": "object", "properties": {
+                "mode": {"type": "string", "nullable": true, "enum": ["survey", "progressive", "preview"], "description": "[campaign] mode; null when no campaign is configured or enabled"},
+                "questions": array(question),
+                "tasks": array(task)
+            }})), "400": err("bad parameter")}))
+        }},
         "/api/cases": {"get": {
             "summary": "Cases, newest first (supervisor, admin)", "operationId": "listCases",
             "parameters": [

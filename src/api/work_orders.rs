@@ -78,6 +78,9 @@ pub struct ImportSummary {
     pub updated: usize,
     pub failed: usize,
     pub errors: Vec<ItemError>,
+    /// Callback tasks planned for the completed orders (`POST
+    /// /api/work-orders`; the CLI counts its own).
+    pub tasks_created: usize,
 }
 
 /// Yuan (`"120.50"`, `120.5`, `"120"`) to fen, exactly; at most two decimals, not negative.
@@ -347,9 +350,32 @@ pub async fn import(
             )))
         }
     };
-    Ok(Json(
-        import_batch(&state.store, items, state.now_ms()).await,
-    ))
+    let now = state.now_ms();
+    let order_nos: Vec<Option<String>> = items
+        .iter()
+        .map(|i| {
+            i.get("order_no")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
+    let mut summary = import_batch(&state.store, items, now).await;
+    // Each stored, completed order gets its callback task (planned by the
+    // rules; never a second one on re-import).
+    for (index, order_no) in order_nos.iter().enumerate() {
+        let Some(order_no) = order_no else { continue };
+        if summary.errors.iter().any(|e| e.index == index) {
+            continue;
+        }
+        match crate::import::plan_stored_order(&state.store, order_no, &state.callback_rules, now)
+            .await
+        {
+            Ok(true) => summary.tasks_created += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, order_no, "callback task not planned"),
+        }
+    }
+    Ok(Json(summary))
 }
 
 fn json_kind(v: &Value) -> &'static str {

@@ -37,6 +37,29 @@ pub struct CampaignTaskRow {
     pub region: String,
 }
 
+/// A callback task as the agent desk lists it (`GET /api/callback-tasks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackTaskView {
+    pub task: CampaignTaskRow,
+    /// The last attempt's outcome, e.g. `busy`; `None` before the first.
+    pub last_outcome: Option<String>,
+    /// Empty when the customer is not (or no longer) on record.
+    pub customer_name: String,
+    pub customer_address: String,
+    /// The work order called about; `None` when it is not on record.
+    pub order: Option<TaskOrder>,
+}
+
+/// The work order of a listed callback task.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TaskOrder {
+    pub order_no: String,
+    pub product: String,
+    pub technician: String,
+    pub department: String,
+    pub completed_at: Option<i64>,
+}
+
 /// A task's state after a transition, as persisted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskProgress {
@@ -168,6 +191,44 @@ fn case_row(r: &AnyRow) -> Result<CaseRow> {
     })
 }
 
+/// A task's columns as [`CampaignTaskRow`] reads them (with [`TASK_FROM`]).
+const TASK_COLS: &str = "t.id, t.work_order, t.customer_id, t.kind, t.window_start, t.window_end, \
+     t.deadline, t.due_at, t.state, t.attempts, t.errors, t.errors_in_row, t.declined, \
+     t.first_attempt_at, t.case_id, \
+     (SELECT MIN(p.phone) FROM customer_phones p WHERE p.customer_id = t.customer_id) AS phone, \
+     COALESCE(NULLIF(w.region, ''), c.region, '') AS region";
+
+/// Tasks with their order (`w`) and customer (`c`), for [`TASK_COLS`].
+const TASK_FROM: &str = "FROM callback_tasks t \
+     LEFT JOIN work_orders w ON w.order_no = t.work_order \
+     LEFT JOIN customers c ON c.id = t.customer_id";
+
+fn campaign_task_row(r: &AnyRow) -> Result<CampaignTaskRow> {
+    Ok(CampaignTaskRow {
+        id: r.try_get("id")?,
+        work_order: r
+            .try_get::<Option<String>, _>("work_order")?
+            .unwrap_or_default(),
+        customer_id: r.try_get("customer_id")?,
+        kind: r.try_get("kind")?,
+        window_start: r.try_get("window_start")?,
+        window_end: r.try_get("window_end")?,
+        deadline: r.try_get("deadline")?,
+        due_at: r.try_get("due_at")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        errors: r.try_get("errors")?,
+        errors_in_row: r.try_get("errors_in_row")?,
+        declined: r.try_get::<i64, _>("declined")? != 0,
+        first_attempt_at: r.try_get("first_attempt_at")?,
+        case_id: r.try_get("case_id")?,
+        phone: r.try_get::<Option<String>, _>("phone")?.unwrap_or_default(),
+        region: r
+            .try_get::<Option<String>, _>("region")?
+            .unwrap_or_default(),
+    })
+}
+
 async fn update_task(conn: &mut sqlx::AnyConnection, t: &TaskProgress) -> Result<()> {
     let done = sqlx::query(
         "UPDATE callback_tasks SET state = $2, attempts = $3, errors = $4, errors_in_row = $5, \
@@ -223,44 +284,60 @@ impl Store {
     /// Tasks the dialer still has to work on (`pending` or `dialing`),
     /// created at or after `since` (`i64::MIN`: all).
     pub async fn active_campaign_tasks(&self, since: i64) -> Result<Vec<CampaignTaskRow>> {
-        let rows = sqlx::query(
-            "SELECT t.id, t.work_order, t.customer_id, t.kind, t.window_start, t.window_end, \
-             t.deadline, t.due_at, t.state, t.attempts, t.errors, t.errors_in_row, t.declined, \
-             t.first_attempt_at, t.case_id, \
-             (SELECT MIN(p.phone) FROM customer_phones p WHERE p.customer_id = t.customer_id) AS phone, \
-             COALESCE(NULLIF(w.region, ''), c.region, '') AS region \
-             FROM callback_tasks t \
-             LEFT JOIN work_orders w ON w.order_no = t.work_order \
-             LEFT JOIN customers c ON c.id = t.customer_id \
-             WHERE t.state IN ('pending', 'dialing') AND t.created_at >= $1 ORDER BY t.due_at, t.id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TASK_COLS} {TASK_FROM} \
+             WHERE t.state IN ('pending', 'dialing') AND t.created_at >= $1 ORDER BY t.due_at, t.id"
+        )))
         .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(campaign_task_row).collect()
+    }
+
+    /// Callback tasks for the agent desk, soonest due first: the open ones
+    /// (`pending`, `dialing`) or, with `open_only` false, all; at most `limit`.
+    pub async fn list_callback_tasks(
+        &self,
+        open_only: bool,
+        limit: i64,
+    ) -> Result<Vec<CallbackTaskView>> {
+        let filter = if open_only {
+            "WHERE t.state IN ('pending', 'dialing')"
+        } else {
+            ""
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TASK_COLS}, t.last_outcome, c.name AS customer_name, \
+             c.address AS customer_address, w.order_no AS order_no, w.product, w.technician, \
+             w.department, w.completed_at \
+             {TASK_FROM} {filter} ORDER BY t.due_at, t.id LIMIT $1"
+        )))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(CampaignTaskRow {
-                    id: r.try_get("id")?,
-                    work_order: r
-                        .try_get::<Option<String>, _>("work_order")?
+                let order_no: Option<String> = r.try_get("order_no")?;
+                let order = match order_no {
+                    Some(order_no) => Some(TaskOrder {
+                        order_no,
+                        product: r.try_get("product")?,
+                        technician: r.try_get("technician")?,
+                        department: r.try_get("department")?,
+                        completed_at: r.try_get("completed_at")?,
+                    }),
+                    None => None,
+                };
+                Ok(CallbackTaskView {
+                    task: campaign_task_row(r)?,
+                    last_outcome: r.try_get("last_outcome")?,
+                    customer_name: r
+                        .try_get::<Option<String>, _>("customer_name")?
                         .unwrap_or_default(),
-                    customer_id: r.try_get("customer_id")?,
-                    kind: r.try_get("kind")?,
-                    window_start: r.try_get("window_start")?,
-                    window_end: r.try_get("window_end")?,
-                    deadline: r.try_get("deadline")?,
-                    due_at: r.try_get("due_at")?,
-                    state: r.try_get("state")?,
-                    attempts: r.try_get("attempts")?,
-                    errors: r.try_get("errors")?,
-                    errors_in_row: r.try_get("errors_in_row")?,
-                    declined: r.try_get::<i64, _>("declined")? != 0,
-                    first_attempt_at: r.try_get("first_attempt_at")?,
-                    case_id: r.try_get("case_id")?,
-                    phone: r.try_get::<Option<String>, _>("phone")?.unwrap_or_default(),
-                    region: r
-                        .try_get::<Option<String>, _>("region")?
+                    customer_address: r
+                        .try_get::<Option<String>, _>("customer_address")?
                         .unwrap_or_default(),
+                    order,
                 })
             })
             .collect()

@@ -36,8 +36,8 @@ mod api_queries;
 mod campaign;
 pub use api_queries::CallbackTaskRow;
 pub use campaign::{
-    attempt_id, AttemptStart, CampaignTaskRow, CaseEventRow, CaseRow, CaseUpdate, ExceptionRow,
-    FinishAttempt, SurveyRow, TaskProgress,
+    attempt_id, AttemptStart, CallbackTaskView, CampaignTaskRow, CaseEventRow, CaseRow, CaseUpdate,
+    ExceptionRow, FinishAttempt, SurveyRow, TaskOrder, TaskProgress,
 };
 mod error;
 mod lease;

@@ -3,8 +3,11 @@
 // the service script for the call's queue, notes + disposition, blind
 // transfer with a note (to an agent, a queue or an allow-listed outside
 // number), attended transfer (consult a colleague while the caller holds,
-// then complete or cancel), complaint registration (5 working days) and
-// callbacks.
+// then complete or cancel), complaint registration (5 working days),
+// promised callbacks, and the callback tasks (回访任务) with preview dialing:
+// the agent calls a task (their own phone rings first, then the customer),
+// and records the survey answers on the form built from the server's
+// questions.
 
 import { api, chrome, connectEvents, dur, el, requireLogin, setConn, stateBadge, time, $, ApiError } from './common.js';
 
@@ -20,6 +23,13 @@ const st = {
   consult: null,      // my attended transfer: {callId, agent, phase: 'ringing'|'talking', since}
   scripts: [],
   agents: [],
+  tasks: [],          // open callback tasks (GET /api/callback-tasks)
+  questions: [],      // the survey's questions, from the same answer
+  mode: undefined,    // [campaign] mode, null when no campaign runs
+  taskMsg: new Map(), // task id → {text, ok} shown in its row
+  calling: null,      // task id whose /call request is under way
+  cb: null,           // my callback: {taskId, callId, phase: 'agent'|'customer'|'talking'|'ended', task, outcome}
+  survey: null,       // the survey form's task: {task, callId, sent}
 };
 const now = () => Date.now() + st.offset;
 
@@ -33,7 +43,17 @@ const DISPOSITIONS = [
   ['other', '其他 other'],
 ];
 const REASONS = ['休息 break', '午餐 lunch', '培训 training', '会议 meeting', '处理工单 paperwork'];
-const KINDS = { install: '安装 install', repair: '维修 repair' };
+const KINDS = { install: '安装 install', repair: '维修 repair', second: '二次回访 second' };
+const OUTCOMES = {
+  answered: '已完成 answered', partial: '部分完成 partial', busy: '忙线 busy', no_answer: '无人接听 no answer',
+  invalid: '空号/错号 invalid', declined: '拒访 declined', error: '出错 error', interrupted: '中断 interrupted',
+};
+const CB_PHASES = {
+  agent: '正在呼叫您的话机… calling your phone',
+  customer: '正在呼叫客户… dialling the customer',
+  talking: '通话中 talking with the customer',
+  ended: '通话结束 call ended',
+};
 
 function msg(id, text, ok) {
   const m = $(id);
@@ -56,7 +76,7 @@ root.replaceChildren(
         el('div', { id: 'state-msg', class: 'msg' })),
       el('div', { class: 'panel script', id: 'script' }, el('h2', {}, '服务话术 Script'), el('div', { id: 'script-body', class: 'muted' }, '来电时显示 shown when a call arrives')),
       el('div', { class: 'panel' },
-        el('h2', {}, '回访任务 Callbacks to make'),
+        el('h2', {}, '约定回电 Promised callbacks'),
         el('div', { id: 'callbacks', class: 'small' }, '…'))),
     el('div', { class: 'grid' },
       el('div', { class: 'panel pop', id: 'pop' },
@@ -104,7 +124,17 @@ root.replaceChildren(
           el('button', { id: 'consult-complete', onclick: () => endConsult(true), disabled: true }, '完成转接 Complete'),
           el('button', { id: 'consult-cancel', class: 'secondary', onclick: () => endConsult(false), disabled: true }, '取消 Cancel')),
         el('div', { id: 'consult-state', class: 'consult-state muted', 'data-phase': 'idle' }, '未咨询 no consultation'),
-        el('div', { id: 'consult-msg', class: 'msg' })))));
+        el('div', { id: 'consult-msg', class: 'msg' })))),
+  el('div', { class: 'grid tasks-row' },
+    el('div', { class: 'panel', id: 'tasks-panel' },
+      el('div', { class: 'row' },
+        el('h2', { style: 'margin:0' }, '回访任务 Callback tasks'),
+        el('span', { id: 'tasks-mode', class: 'muted small' }),
+        el('button', { id: 'tasks-refresh', class: 'secondary small-btn', style: 'margin-left:auto', onclick: () => loadTasks() }, '刷新 Refresh')),
+      el('div', { id: 'tasks', class: 'small', style: 'margin-top:8px' }, '…')),
+    el('div', { class: 'panel', id: 'survey-panel' },
+      el('h2', {}, '回访问卷 Survey'),
+      el('div', { id: 'survey-body', class: 'muted small' }, '拨打任务后填写 fill in after calling a task'))));
 
 // ---------------------------------------------------------------- state
 
@@ -119,8 +149,10 @@ async function setState(state, reason) {
 }
 
 function applyState(state, reason, since) {
+  const was = st.state;
   st.state = state; st.reason = reason; st.since = since;
   $('#my-state').replaceChildren(stateBadge(state, reason));
+  if (was !== state && st.tasks.length) renderTasks();
 }
 
 // ---------------------------------------------------------------- screen pop
@@ -234,7 +266,7 @@ function popFor(callId, phase) {
     return;
   }
   const known = st.calls.get(callId) || {};
-  st.current = { id: callId, phase, ...known };
+  st.current = withCallback({ id: callId, phase, ...known });
   $('#notes').value = '';
   msg('#disposition-msg', '', true);
   renderPop();
@@ -299,7 +331,24 @@ function onMessage(m) {
       if (m.agent === me.id) popFor(m.call_id, 'ringing');
       break;
     case 'call_answered':
-      if (m.agent === me.id) popFor(m.call_id, 'talking');
+      if (isMyCallback(m)) setCallbackPhase('talking');
+      if (m.agent === me.id || isMyCallback(m)) popFor(m.call_id, 'talking');
+      break;
+    case 'callback_dialing':
+      if (isMyCallback(m)) {
+        if (!st.cb.callId) st.cb.callId = m.call_id;
+        setCallbackPhase('customer');
+      }
+      break;
+    case 'callback_result':
+      if (isMyCallback(m)) {
+        st.cb.outcome = m.outcome;
+        st.cb.phase = 'ended';
+        const text = `结果 result: ${OUTCOMES[m.outcome] || m.outcome}`;
+        st.taskMsg.set(m.task_id, { text, ok: m.outcome === 'answered' || m.outcome === 'partial' });
+        renderSurvey();
+      }
+      loadTasks();
       break;
     case 'call_ended':
       if (st.consult && st.consult.callId === m.call_id) {
@@ -310,6 +359,7 @@ function onMessage(m) {
         st.current.phase = 'ended';
         renderPop();
       }
+      if (isMyCallback(m)) setCallbackPhase('ended');
       setTimeout(() => st.calls.delete(m.call_id), 600000);
       break;
     case 'agent_state':
@@ -492,6 +542,197 @@ async function loadCallbacks() {
   }
 }
 
+// ---------------------------------------------------------------- callback tasks (回访任务)
+
+/** True when the event belongs to the callback this desk placed. */
+function isMyCallback(m) {
+  const k = st.cb;
+  if (!k) return false;
+  if (k.callId) return m.call_id === k.callId;
+  // The events may come before the answer to POST /call.
+  return m.task_id === k.taskId && (m.agent === undefined || m.agent === me.id);
+}
+
+/** A callback's pop: the customer from the task (the call leaves from us). */
+function withCallback(c) {
+  const k = st.cb;
+  if (!k || k.callId !== c.id) return c;
+  c.customer_id = c.customer_id || k.task.customer.id;
+  c.caller = k.task.customer.phone || c.caller;
+  c.queue = c.queue || '回访 callback';
+  return c;
+}
+
+function setCallbackPhase(phase) {
+  const k = st.cb;
+  if (!k || k.phase === phase) return;
+  // Never back: a late answer to POST /call does not undo "dialling the customer".
+  const order = ['agent', 'customer', 'talking', 'ended'];
+  if (order.indexOf(phase) < order.indexOf(k.phase)) return;
+  k.phase = phase;
+  st.taskMsg.set(k.taskId, { text: CB_PHASES[phase], ok: true, status: true });
+  renderTasks();
+  renderSurvey();
+}
+
+/** The agent is busy with a call (theirs or a callback being placed). */
+function onCall() {
+  if (st.state === 'on_call' || st.state === 'reserved') return true;
+  if (st.cb && st.cb.phase !== 'ended') return true;
+  return Boolean(st.current && (st.current.phase === 'ringing' || st.current.phase === 'talking'));
+}
+
+function windowCell(t) {
+  const late = t.deadline < now();
+  return el('td', { class: 'small' },
+    el('div', {}, `截止 ${time(t.window_end)}`),
+    el('div', { class: late ? 'worst' : 'muted' }, `期限 deadline ${time(t.deadline)}`));
+}
+
+function taskRow(t) {
+  const m = st.taskMsg.get(t.id);
+  const busy = st.calling !== null || onCall() || t.state !== 'pending';
+  const w = t.work_order;
+  const active = st.cb && st.cb.taskId === t.id;
+  return el('tr', { class: `task${active ? ' active' : ''}`, 'data-task': t.id, 'data-state': t.state },
+    el('td', {},
+      el('b', { class: 'task-customer' }, t.customer.name || t.customer.id),
+      el('div', { class: 'muted task-phone' }, t.customer.phone || '无号码 no number')),
+    el('td', { class: 'task-region' }, t.customer.region || '–'),
+    el('td', { class: 'task-order' }, w
+      ? [el('div', {}, w.order_no), el('div', { class: 'muted' }, [w.product, w.technician].filter(Boolean).join(' · ') || '–')]
+      : '–'),
+    el('td', { class: 'task-kind' }, KINDS[t.kind] || t.kind),
+    windowCell(t),
+    el('td', { class: 'num task-attempts' }, t.attempts),
+    el('td', { class: 'task-outcome' }, t.last_outcome ? (OUTCOMES[t.last_outcome] || t.last_outcome) : '–'),
+    el('td', { class: 'task-action' },
+      el('button', { class: 'call-task small-btn', 'data-task': t.id, disabled: busy, onclick: () => callTask(t) },
+        st.calling === t.id ? '呼叫中… calling' : '拨打 Call'),
+      m ? el('div', { class: `task-msg msg ${m.ok ? 'ok' : 'err'}`, role: m.ok ? 'status' : 'alert' }, m.text) : null));
+}
+
+function renderTasks() {
+  const box = $('#tasks');
+  $('#tasks-mode').textContent = st.mode === undefined ? ''
+    : st.mode ? `模式 mode: ${st.mode}` : '回访未启用 campaign not enabled';
+  if (!st.tasks.length) {
+    box.replaceChildren(el('span', { class: 'muted' }, '无待回访任务 no open tasks'));
+    return;
+  }
+  box.replaceChildren(el('table', { id: 'tasks-table' },
+    el('thead', {}, el('tr', {}, ['客户 customer', '区域 region', '工单 order', '类型 kind', '时限 window', '次数 attempts', '上次结果 last outcome', ''].map((h) => el('th', {}, h)))),
+    el('tbody', {}, st.tasks.map(taskRow))));
+}
+
+async function loadTasks() {
+  try {
+    const r = await api('/api/callback-tasks?state=open&limit=200');
+    st.tasks = r.tasks;
+    st.questions = r.questions;
+    st.mode = r.mode;
+    // The task being called stays in the list until its result.
+    if (st.cb && !st.tasks.some((t) => t.id === st.cb.taskId) && st.cb.phase !== 'ended') st.tasks.unshift(st.cb.task);
+    renderTasks();
+  } catch (e) {
+    $('#tasks').replaceChildren(el('div', { class: 'msg err', role: 'alert' }, e.message));
+  }
+}
+
+async function callTask(t) {
+  if (st.calling || onCall()) return;
+  st.calling = t.id;
+  st.taskMsg.set(t.id, { text: CB_PHASES.agent, ok: true, status: true });
+  st.cb = { taskId: t.id, callId: null, phase: 'agent', task: t };
+  renderTasks();
+  try {
+    const r = await api(`/api/callback-tasks/${encodeURIComponent(t.id)}/call`, { method: 'POST', body: {} });
+    if (st.cb && st.cb.taskId === t.id) st.cb.callId = r.call_id;
+    st.survey = { task: t, callId: r.call_id, sent: null };
+    if (st.current && st.current.id === r.call_id) {
+      // The pop came first (events before this answer): give it the customer.
+      withCallback(st.current);
+      renderPop();
+      if (!st.current.record) loadRecord(st.current);
+    }
+    renderSurvey();
+  } catch (e) {
+    if (st.cb && st.cb.taskId === t.id) st.cb = null;
+    st.taskMsg.set(t.id, { text: `拨打失败 call failed: ${e.message}`, ok: false });
+  }
+  st.calling = null;
+  renderTasks();
+}
+
+/** "…是否满意?满意请按1…" → "…是否满意?": the question without the keypad part. */
+function questionText(prompt) {
+  const q = prompt.replace(/[^??::。]*请按.*$/s, '').trim();
+  return q || prompt;
+}
+
+function renderSurvey() {
+  const s = st.survey;
+  const body = $('#survey-body');
+  if (!s) return;
+  const k = st.cb && st.cb.callId === s.callId ? st.cb : null;
+  const t = s.task;
+  const status = k
+    ? (k.outcome ? `结果 result: ${OUTCOMES[k.outcome] || k.outcome}` : CB_PHASES[k.phase])
+    : '';
+  const existing = $('#survey-form');
+  if (existing && existing.dataset.call === s.callId) {
+    // Same call: keep what the agent ticked, update the status line only.
+    $('#callback-status').textContent = status;
+    return;
+  }
+  const fields = st.questions.map((q) => el('fieldset', { class: 'q', 'data-question': q.key },
+    el('legend', { title: q.prompt }, questionText(q.prompt)),
+    el('div', { class: 'choices' }, q.choices.map((c) => el('label', { class: 'choice' },
+      el('input', { type: 'radio', name: `q-${q.key}`, value: c.key, id: `q-${q.key}-${c.key}` }),
+      ` ${c.label}`)))));
+  const form = el('form', { id: 'survey-form', 'data-task': t.id, 'data-call': s.callId, onsubmit: submitSurvey },
+    el('div', { class: 'row' },
+      el('b', {}, t.customer.name || t.customer.id),
+      el('span', { class: 'muted' }, [t.work_order?.order_no, t.work_order?.product, KINDS[t.kind] || t.kind].filter(Boolean).join(' · '))),
+    el('div', { id: 'callback-status', class: 'consult-state', role: 'status' }, status),
+    ...fields,
+    el('label', { for: 'survey-remarks' }, '备注 Remarks'),
+    el('textarea', { id: 'survey-remarks', maxlength: 4000 }),
+    el('div', { class: 'row', style: 'margin-top:8px' }, el('button', { type: 'submit', id: 'survey-submit' }, '提交 Submit')),
+    el('div', { id: 'survey-msg', class: 'msg' }));
+  body.className = '';
+  body.replaceChildren(form);
+}
+
+async function submitSurvey(ev) {
+  ev.preventDefault();
+  const s = st.survey;
+  if (!s) return;
+  const answers = {};
+  for (const q of st.questions) {
+    const picked = $(`input[name="q-${q.key}"]:checked`);
+    if (picked) answers[q.key] = Number(picked.value);
+  }
+  const btn = $('#survey-submit');
+  const box = $('#survey-msg');
+  btn.disabled = true;
+  try {
+    const r = await api(`/api/callback-tasks/${encodeURIComponent(s.task.id)}/survey`, {
+      method: 'POST', body: { call_id: s.callId, answers, remarks: $('#survey-remarks').value },
+    });
+    s.sent = r;
+    box.className = 'msg ok';
+    box.removeAttribute('role');
+    box.textContent = r.dissatisfied && r.case_id ? `已记录 recorded · 已转部门经理 case opened: ${r.case_id}` : '已记录 recorded';
+    loadTasks();
+  } catch (e) {
+    box.className = 'msg err';
+    box.setAttribute('role', 'alert');
+    box.textContent = e.message;
+    btn.disabled = false;
+  }
+}
+
 setInterval(() => {
   if (st.since) $('#my-since').textContent = `已持续 ${dur(now() - st.since)}`;
 }, 1000);
@@ -501,3 +742,5 @@ try {
 } catch { /* the desk works without scripts */ }
 connectEvents(onMessage, setConn);
 loadCallbacks();
+loadTasks();
+setInterval(loadTasks, 30000);
