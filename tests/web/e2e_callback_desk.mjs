@@ -77,11 +77,15 @@ try {
   } else {
     // 2. Preview dialing: the agent's phone first, then the customer.
     await row.locator('button.call-task').click();
-    await row.locator('.task-msg', { hasText: '正在呼叫' }).waitFor();
+    // The row tells each step; with an auto-answering phone "calling your
+    // phone" may already have given way to the next one.
+    await row.locator('.task-msg', { hasText: /正在呼叫|通话中/ }).waitFor();
     say('calling_agent', { message: await text(row.locator('.task-msg')) });
     await page.locator('#survey-form').waitFor();
-    await page.locator('#callback-status', { hasText: '正在呼叫客户' }).waitFor();
-    say('dialling_customer');
+    // The phases pass quickly with auto-answering phones: the trail shows
+    // the customer was dialled (callback_dialing) after the agent answered.
+    await page.locator('#callback-status[data-seen~="customer"]').waitFor();
+    say('dialling_customer', { seen: await page.locator('#callback-status').getAttribute('data-seen') });
     // 3. The customer answered: the screen pop shows them.
     await page.locator('#pop-phase', { hasText: '通话中' }).waitFor();
     await page.locator('#pop-customer-name', { hasText: env('CUSTOMER_NAME') }).waitFor();

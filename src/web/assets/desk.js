@@ -570,6 +570,8 @@ function setCallbackPhase(phase) {
   const order = ['agent', 'customer', 'talking', 'ended'];
   if (order.indexOf(phase) < order.indexOf(k.phase)) return;
   k.phase = phase;
+  // Steps pass quickly with an auto-answering phone: keep the trail.
+  k.seen = [...(k.seen || []), phase];
   st.taskMsg.set(k.taskId, { text: CB_PHASES[phase], ok: true, status: true });
   renderTasks();
   renderSurvey();
@@ -683,6 +685,7 @@ function renderSurvey() {
   if (existing && existing.dataset.call === s.callId) {
     // Same call: keep what the agent ticked, update the status line only.
     $('#callback-status').textContent = status;
+    $('#callback-status').dataset.seen = (k?.seen || []).join(' ');
     return;
   }
   const fields = st.questions.map((q) => el('fieldset', { class: 'q', 'data-question': q.key },
@@ -694,7 +697,7 @@ function renderSurvey() {
     el('div', { class: 'row' },
       el('b', {}, t.customer.name || t.customer.id),
       el('span', { class: 'muted' }, [t.work_order?.order_no, t.work_order?.product, KINDS[t.kind] || t.kind].filter(Boolean).join(' · '))),
-    el('div', { id: 'callback-status', class: 'consult-state', role: 'status' }, status),
+    el('div', { id: 'callback-status', class: 'consult-state', role: 'status', 'data-seen': (k?.seen || []).join(' ') }, status),
     ...fields,
     el('label', { for: 'survey-remarks' }, '备注 Remarks'),
     el('textarea', { id: 'survey-remarks', maxlength: 4000 }),
