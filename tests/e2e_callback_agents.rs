@@ -17,36 +17,25 @@ use audio::{tone_frames, tone_wav, wav_channel};
 use common::agents::{
     agent, agent_password, hotline_dialplan, wait_registrations, Baresip, QueueSetup,
 };
-use common::campaign::{attempts, import, order, rows, surveys, wait_state, Customers, HEADER};
+use common::campaign::{
+    attempts, import, order, rows, surveys, trunk_toml, wait_state, Customers, HEADER,
+    SUPERVISOR_S1,
+};
 use common::{free_port, http_request, poll, TestServer};
 use serde_json::{json, Value};
 
 const AGENT_TONE: f32 = 1000.0;
 const CUSTOMER_TONE: f32 = 1600.0;
 
-const USERS: &str = r#"
-[[users]]
-id = "s1"
-name = "Supervisor One"
-password = "hotline-s1"
-role = "supervisor"
-"#;
-
 fn server(trunk: u16, mode: &str, agents: Vec<common::Agent>) -> TestServer {
     TestServer::builder()
         .agents(agents)
         .dialplan("hotline-queues.toml", &hotline_dialplan())
         .extra_toml(&QueueSetup::default().toml())
-        .extra_toml(USERS)
+        .extra_toml(SUPERVISOR_S1)
         .extra_toml(&format!(
             r#"
-[[trunks]]
-name = "carrier"
-address = "127.0.0.1:{trunk}"
-max_calls = 4
-calls_per_second = 5
-caller_id = "4008008000"
-
+{trunks}
 [campaign]
 mode = "{mode}"
 agent_skill = "callback"
@@ -57,7 +46,8 @@ calling_hours = "00:00-24:00"
 ring_timeout_secs = 20
 poll_ms = 200
 "#,
-            repo = common::REPO
+            repo = common::REPO,
+            trunks = trunk_toml(trunk)
         ))
         .start()
 }

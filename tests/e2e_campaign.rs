@@ -26,18 +26,10 @@ use std::time::Duration;
 
 use common::campaign::{
     attempts, calls, customer_of, import, order, outcomes, phone_status, rows, surveys, task_state,
-    wait_state, Customers, HEADER,
+    trunk_toml, wait_state, Customers, HEADER, SUPERVISOR_S1,
 };
 use common::{free_port, poll, TestServer, REPO};
 use serde_json::{json, Value};
-
-const USERS: &str = r#"
-[[users]]
-id = "s1"
-name = "Supervisor One"
-password = "hotline-s1"
-role = "supervisor"
-"#;
 
 // ---------------------------------------------------------------------------
 // HTTP
@@ -127,16 +119,10 @@ fn callback_campaign_end_to_end() {
     let heard = tempfile::tempdir().expect("tempdir");
     let customers = Customers::start(trunk, &plan, heard.path());
     let mut server = TestServer::builder()
-        .extra_toml(USERS)
+        .extra_toml(SUPERVISOR_S1)
         .extra_toml(&format!(
             r#"
-[[trunks]]
-name = "carrier"
-address = "127.0.0.1:{trunk}"
-max_calls = 4
-calls_per_second = 5
-caller_id = "4008008000"
-
+{trunks}
 [campaign]
 trunk = "carrier"
 dialplan = "{REPO}/dialplans/survey.toml"
@@ -147,7 +133,8 @@ retry_incomplete_secs = 3
 retry_error_secs = 2
 ring_timeout_secs = 40
 poll_ms = 200
-"#
+"#,
+            trunks = trunk_toml(trunk)
         ))
         .start();
 

@@ -3,44 +3,17 @@
 //! `HOTLINE_TEST_POSTGRES_URL`, default `postgres://root@127.0.0.1:5432/test`;
 //! an unreachable PostgreSQL fails, `HOTLINE_SKIP_POSTGRES=1` skips it).
 
-use std::time::Duration;
+mod pg;
+
+use pg::{drop_schema, postgres_url};
 
 use hotline::store::*;
-use sqlx::{Connection, Executor, Row};
+use sqlx::Row;
 
 const T0: i64 = 1_750_000_000_000;
 
 async fn sqlite_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}/c.db", dir.path().display())
-}
-
-/// A fresh schema on the test PostgreSQL, or None when skipped.
-async fn postgres_url() -> Option<(String, String, String)> {
-    if std::env::var("HOTLINE_SKIP_POSTGRES").as_deref() == Ok("1") {
-        return None;
-    }
-    let base = std::env::var("HOTLINE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
-    let mut conn = tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&base))
-        .await
-        .expect("PostgreSQL did not answer (HOTLINE_SKIP_POSTGRES=1 skips)")
-        .expect("PostgreSQL unreachable (HOTLINE_SKIP_POSTGRES=1 skips)");
-    let schema = format!("c_{:016x}", rand::random::<u64>());
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .await
-        .expect("create schema");
-    conn.close().await.ok();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
-    Some((url, base, schema))
-}
-
-async fn drop_schema(base: &str, schema: &str) {
-    if let Ok(mut c) = sqlx::PgConnection::connect(base).await {
-        let _ = c
-            .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +24,7 @@ async fn sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres() {
-    let Some((url, base, schema)) = postgres_url().await else {
+    let Some((url, base, schema)) = postgres_url("c").await else {
         return;
     };
     campaign_round_trip(&url).await;
@@ -364,7 +337,7 @@ async fn desk_list_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn desk_list_postgres() {
-    let Some((url, base, schema)) = postgres_url().await else {
+    let Some((url, base, schema)) = postgres_url("c").await else {
         return;
     };
     desk_task_list(&url).await;

@@ -84,17 +84,7 @@ struct CallbackCall {
 }
 
 async fn run(job: CallJob, agent: String, deps: Arc<OutboundDeps>) -> CallResult {
-    let started = deps.clock.now_ms();
-    let result = CallResult {
-        task_key: job.task_key.clone(),
-        attempt: job.attempt,
-        call_id: job.call_id.clone(),
-        status: None,
-        answered: false,
-        not_sent: false,
-        vars: Default::default(),
-        ended_at: started,
-    };
+    let result = CallResult::new(&job, deps.clock.now_ms());
     let mut c = CallbackCall {
         deps: deps.clone(),
         job,

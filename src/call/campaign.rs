@@ -274,15 +274,12 @@ impl CampaignHandle {
         task_id: &str,
         agent: &str,
     ) -> Result<CallStarted, CallbackError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Call {
-                task_id: task_id.to_string(),
-                agent: agent.to_string(),
-                reply,
-            })
-            .map_err(|_| CallbackError::Stopped)?;
-        rx.await.map_err(|_| CallbackError::Stopped)?
+        self.ask(|reply| Command::Call {
+            task_id: task_id.to_string(),
+            agent: agent.to_string(),
+            reply,
+        })
+        .await
     }
 
     /// The agent's survey answers for an agent callback (question key →
@@ -295,16 +292,25 @@ impl CampaignHandle {
         answers: BTreeMap<String, u8>,
         remarks: String,
     ) -> Result<FormVerdict, CallbackError> {
+        self.ask(|reply| Command::Form {
+            task_id: task_id.to_string(),
+            call_id: call_id.to_string(),
+            agent,
+            answers,
+            remarks,
+            reply,
+        })
+        .await
+    }
+
+    /// Send a command to the dialer task and wait for its answer.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, CallbackError>>) -> Command,
+    ) -> Result<T, CallbackError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Form {
-                task_id: task_id.to_string(),
-                call_id: call_id.to_string(),
-                agent,
-                answers,
-                remarks,
-                reply,
-            })
+            .send(command(reply))
             .map_err(|_| CallbackError::Stopped)?;
         rx.await.map_err(|_| CallbackError::Stopped)?
     }

@@ -97,6 +97,22 @@ pub(super) fn trunk_call(
     }
 }
 
+impl CallResult {
+    /// Nothing happened yet to `job`'s call (as of `now_ms`).
+    pub fn new(job: &CallJob, now_ms: u64) -> Self {
+        Self {
+            task_key: job.task_key.clone(),
+            attempt: job.attempt,
+            call_id: job.call_id.clone(),
+            status: None,
+            answered: false,
+            not_sent: false,
+            vars: BTreeMap::new(),
+            ended_at: now_ms,
+        }
+    }
+}
+
 /// Place the call and run the survey; the result goes to `results`.
 pub fn spawn(job: CallJob, deps: Arc<OutboundDeps>, results: mpsc::UnboundedSender<CallResult>) {
     let span = info_span!("survey_call", call_id = %job.call_id, task = %job.task_key, attempt = job.attempt);
@@ -119,17 +135,7 @@ struct Survey {
 }
 
 async fn run(job: CallJob, deps: Arc<OutboundDeps>) -> CallResult {
-    let started = deps.clock.now_ms();
-    let mut result = CallResult {
-        task_key: job.task_key.clone(),
-        attempt: job.attempt,
-        call_id: job.call_id.clone(),
-        status: None,
-        answered: false,
-        not_sent: false,
-        vars: BTreeMap::new(),
-        ended_at: started,
-    };
+    let mut result = CallResult::new(&job, deps.clock.now_ms());
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
     let media = match deps.media.open(media_tx) {
         Ok(m) => m,

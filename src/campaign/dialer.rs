@@ -392,6 +392,17 @@ mod tests {
         Task::new(TaskId(0), kind, &plan, "WO1", "C1", phone, "")
     }
 
+    fn dialer_in(mode: DialMode, max: usize, cps: f64) -> Dialer {
+        Dialer::new(
+            rules(),
+            PacerConfig {
+                mode,
+                ..pacing(max, cps)
+            },
+        )
+        .unwrap()
+    }
+
     fn dialer(max: usize, cps: f64) -> Dialer {
         Dialer::new(rules(), pacing(max, cps)).unwrap()
     }
@@ -476,14 +487,7 @@ mod tests {
 
     #[test]
     fn preview_starts_a_chosen_task_early_but_not_after_hours() {
-        let mut d = Dialer::new(
-            rules(),
-            PacerConfig {
-                mode: DialMode::Preview,
-                ..pacing(1, 100.0)
-            },
-        )
-        .unwrap();
+        let mut d = dialer_in(DialMode::Preview, 1, 100.0);
         // Due tomorrow 09:00; the agent may call it today in calling hours.
         d.load(
             "a",
@@ -524,14 +528,7 @@ mod tests {
 
     #[test]
     fn progressive_starts_only_due_tasks_one_per_agent() {
-        let mut d = Dialer::new(
-            rules(),
-            PacerConfig {
-                mode: DialMode::Progressive,
-                ..pacing(10, 100.0)
-            },
-        )
-        .unwrap();
+        let mut d = dialer_in(DialMode::Progressive, 10, 100.0);
         d.load(
             "a",
             task(TaskKind::Install, sh(24, 9, 0), "1"),

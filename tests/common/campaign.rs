@@ -11,6 +11,23 @@ use serde_json::Value;
 
 use super::{poll, venv_python, TestServer, REPO};
 
+/// Supervisor s1 (password `hotline-s1`), for the campaign and case APIs.
+pub const SUPERVISOR_S1: &str = r#"
+[[users]]
+id = "s1"
+name = "Supervisor One"
+password = "hotline-s1"
+role = "supervisor"
+"#;
+
+/// The `[[trunks]]` entry "carrier": pjsua2 customers on 127.0.0.1:`port`.
+pub fn trunk_toml(port: u16) -> String {
+    format!(
+        "[[trunks]]\nname = \"carrier\"\naddress = \"127.0.0.1:{port}\"\nmax_calls = 4\n\
+         calls_per_second = 5\ncaller_id = \"4008008000\"\n"
+    )
+}
+
 /// The pjsua2 customers process, its JSON lines collected by a thread.
 pub struct Customers {
     child: Child,
