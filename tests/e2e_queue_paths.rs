@@ -600,7 +600,17 @@ fn refer_scenario(target: &str, chain_to: &str) {
     assert_eq!(o.agent, "1002");
     assert_eq!(o.caller, caller.number, "1002 sees the customer's number");
     assert_eq!(o.record, record, "the same call was offered to 1002");
-    // hotline ended 1001's leg.
+    // hotline told 1001's phone the transfer is done (RFC 3515 NOTIFY, a
+    // final 200 sipfrag), then ended its leg.
+    first.wait_event(
+        Duration::from_secs(15),
+        "the NOTIFY of a done transfer",
+        |o| {
+            event_is(o, "xfer_status")
+                && field(o, "code") == Some("200")
+                && field(o, "final") == Some("true")
+        },
+    );
     let gone = first.wait_event(Duration::from_secs(15), "1001's leg ending", |o| {
         event_is(o, "disconnected")
     });

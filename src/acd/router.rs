@@ -390,7 +390,11 @@ impl Router {
                         state: format!("not reserved for call {call_id:?}"),
                     });
                 }
-                a.set_state(AgentState::OnCall, now, out);
+                // An agent who went not ready (or logged out) while the phone
+                // rang keeps that state; the call itself goes on.
+                if a.state == AgentState::Reserved {
+                    a.set_state(AgentState::OnCall, now, out);
+                }
                 Ok(())
             }
             Input::DirectEnded {

@@ -1624,3 +1624,33 @@ fn direct_reserve_needs_a_registered_ready_agent() {
     });
     assert!(matches!(rejected(&out), Some(AcdError::UnknownAgent(_))));
 }
+
+#[test]
+fn direct_call_keeps_a_not_ready_chosen_while_ringing() {
+    let mut s = Sim::one(Strategy::LongestIdle);
+    s.agent("cb1", &[]);
+    s.send(Input::DirectReserve {
+        call_id: "out1".into(),
+        agent: Some("cb1".into()),
+        skill: None,
+    });
+    s.send(Input::SetNotReady {
+        agent: "cb1".into(),
+        reason: "lunch".into(),
+    });
+    s.send(Input::DirectAnswered {
+        call_id: "out1".into(),
+        agent: "cb1".into(),
+    });
+    s.send(Input::DirectEnded {
+        call_id: "out1".into(),
+        agent: "cb1".into(),
+        wrap_up_ms: 10 * SEC,
+    });
+    assert_eq!(
+        s.state("cb1"),
+        AgentState::NotReady {
+            reason: "lunch".into()
+        }
+    );
+}

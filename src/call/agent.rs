@@ -215,6 +215,9 @@ pub(super) struct Service {
     queued_ms: u64,
     /// The agent put the caller on hold.
     held: bool,
+    /// The connected agent's phone asked for this transfer by REFER (it
+    /// gets a NOTIFY before its leg ends).
+    refer_accepted: bool,
     /// The caller was offered "press 1 to be called back".
     callback_offered: bool,
     hold_started: Option<u64>,
@@ -254,6 +257,7 @@ impl Service {
             queue: None,
             queued_ms: 0,
             held: false,
+            refer_accepted: false,
             callback_offered: false,
             hold_started: None,
             hold_total_ms: 0,
@@ -475,13 +479,20 @@ impl Service {
                 note,
             } => {
                 info!(%from_agent, %to, "transferred");
+                let by_refer = std::mem::take(&mut self.refer_accepted);
                 if let Some(c) = self.connected.take() {
                     self.leg_ended(&c.log, "transferred");
                     tokio::spawn(async move {
-                        // A REFER's 202 is still on its way out: let it go
-                        // before the BYE (the agent hears nothing meanwhile).
                         drop(c.media);
-                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        if by_refer {
+                            // The 202 leaves through the REFER's transaction
+                            // task: let it go first, then tell the phone the
+                            // transfer is done (RFC 3515) and end its leg.
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                            let notify = c.leg.notify_transfer_done();
+                            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), notify)
+                                .await;
+                        }
                         c.leg.hangup().await;
                     });
                 }
@@ -1137,7 +1148,10 @@ impl Service {
                     .transfer(&self.call_id, Some(from), target, String::new())
                     .await
                 {
-                    Ok(_) => reply.accepted().await,
+                    Ok(_) => {
+                        reply.accepted().await;
+                        self.refer_accepted = true;
+                    }
                     Err(e) => {
                         warn!(error = %e, "transfer refused");
                         reply.reject(403).await;

@@ -154,6 +154,23 @@ impl Leg {
         }
     }
 
+    /// RFC 3515: the transfer this phone asked for (REFER) is done: a NOTIFY
+    /// with a `200 OK` sipfrag that ends the implicit subscription.
+    pub async fn notify_transfer_done(&self) {
+        let headers = vec![
+            Header::Event("refer".into()),
+            Header::SubscriptionState("terminated;reason=noresource".into()),
+            Header::ContentType("message/sipfrag;version=2.0".into()),
+        ];
+        if let Err(e) = self
+            .dialog
+            .notify(Some(headers), Some(b"SIP/2.0 200 OK\r\n".to_vec()))
+            .await
+        {
+            debug!(error = %e, "NOTIFY failed");
+        }
+    }
+
     /// Outbound, before answer: CANCEL (a 200 that crosses it is ended with BYE by the stack).
     pub async fn cancel(&self) {
         if let Err(e) = self.dialog.cancel().await {
