@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use audio::{tone_frames, tone_wav, wav_channel};
+use audio::{first_run, tone_frames, tone_wav, wav_channel};
 use common::agents::{
     agent, agent_password, hotline_dialplan, wait_registrations, Baresip, QueueSetup,
 };
@@ -26,6 +26,8 @@ use serde_json::{json, Value};
 
 const AGENT_TONE: f32 = 1000.0;
 const CUSTOMER_TONE: f32 = 1600.0;
+/// What hotline plays to the agent while the customer's phone rings.
+const RINGBACK_TONE: f32 = 450.0;
 
 fn server(trunk: u16, mode: &str, agents: Vec<common::Agent>) -> TestServer {
     TestServer::builder()
@@ -146,8 +148,9 @@ fn preview_callback_rings_the_agent_first_then_bridges_and_records_the_customer(
     let trunk = free_port();
     let heard = tempfile::tempdir().expect("tempdir");
     let customer_voice = tone_wav(heard.path(), CUSTOMER_TONE);
-    // The customer answers, stays 2 s + two keys 1.3 s apart + 2 s, hangs up.
-    let plan = json!({"13800000011": ["answer:11"]});
+    // The customer's phone rings 2 s (the agent hears ringback), then it
+    // answers, stays 2 s + two keys 1.3 s apart + 2 s, and hangs up.
+    let plan = json!({"13800000011": ["ring:2:11"]});
     let customers = Customers::start_playing(trunk, &plan, heard.path(), Some(&customer_voice));
     let server = server(
         trunk,
@@ -275,6 +278,18 @@ fn preview_callback_rings_the_agent_first_then_bridges_and_records_the_customer(
     assert!(
         customer_in_agent > 2.0,
         "the agent heard the customer for {customer_in_agent} s"
+    );
+    // While the customer's phone rang the agent heard ringback, not silence.
+    let ring = first_run(&tone_frames(&a_heard, spec.sample_rate, RINGBACK_TONE));
+    let talk = first_run(&tone_frames(&a_heard, spec.sample_rate, CUSTOMER_TONE));
+    assert!(
+        matches!((ring, talk), (Some(r), Some(t)) if r < t),
+        "ringback at {ring:?} s, the customer at {talk:?} s"
+    );
+    let ringback = tone_secs(&a_heard, spec.sample_rate, RINGBACK_TONE);
+    assert!(
+        ringback < 1.5,
+        "ringback went on after the answer: {ringback} s"
     );
     // The stereo recording: customer left, what the customer heard (agent) right.
     let (spec, left) = wav_channel(Path::new(&recording), 0);

@@ -9,7 +9,7 @@
 //! never touches the task tables; it tells the ACD when the agent answered
 //! and when the agent is free again.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -20,9 +20,34 @@ use super::outbound::{trunk_call, CallJob, CallResult, OutboundDeps};
 use crate::acd::Input;
 use crate::events::Event;
 use crate::media::engine::{MediaEvent, MediaSession};
+use crate::media::prompt::Prompt;
 use crate::sip::leg::{Leg, LegEvent, OutboundCall};
 use crate::sip::sdp;
 use crate::store::{CallCompletion, WriteOp};
+
+/// Media token of the ringback the agent hears while the customer's phone rings.
+const RINGBACK: u64 = u64::MAX - 10;
+
+/// One ringback cadence as Chinese exchanges play it: 450 Hz for 1 s, then
+/// 4 s of silence (replayed while the customer's phone rings).
+fn ringback_tone() -> Arc<Prompt> {
+    static TONE: OnceLock<Arc<Prompt>> = OnceLock::new();
+    TONE.get_or_init(|| {
+        let rate = 8000.0_f32;
+        let pcm: Vec<i16> = (0..5 * 8000)
+            .map(|n| {
+                if n < 8000 {
+                    let x = (2.0 * std::f32::consts::PI * 450.0 * n as f32 / rate).sin();
+                    (x * 8000.0) as i16
+                } else {
+                    0
+                }
+            })
+            .collect();
+        Arc::new(Prompt::from_samples("ringback-450hz".into(), pcm))
+    })
+    .clone()
+}
 
 /// A conversation is cut off after this long (a phone left off the hook).
 const MAX_TALK: Duration = Duration::from_secs(2 * 3600);
@@ -127,14 +152,19 @@ async fn run(job: CallJob, agent: String, deps: Arc<OutboundDeps>) -> CallResult
         tokio::select! {
             ev = agent_events.recv() => c.on_agent_leg(ev, &customer_media_tx).await,
             ev = recv_opt(&mut c.customer_events) => c.on_customer_leg(ev).await,
-            Some(ev) = agent_media_rx.recv() => {
-                if let MediaEvent::Timeout = ev {
-                    if c.phase == Phase::Talking {
-                        warn!("no RTP from the agent's phone: hanging up");
-                        c.hang_up_all("agent_media_timeout").await;
+            Some(ev) = agent_media_rx.recv() => match ev {
+                MediaEvent::Timeout if c.phase == Phase::Talking => {
+                    warn!("no RTP from the agent's phone: hanging up");
+                    c.hang_up_all("agent_media_timeout").await;
+                }
+                // Ringback goes on until the customer answers.
+                MediaEvent::PromptFinished { token: RINGBACK } if c.phase == Phase::CustomerRinging => {
+                    if let Some(a) = &c.agent_side {
+                        a.media.play(ringback_tone(), RINGBACK);
                     }
                 }
-            }
+                _ => {}
+            },
             Some(ev) = customer_media_rx.recv() => {
                 match ev {
                     MediaEvent::Timeout if c.phase == Phase::Talking => {
@@ -292,6 +322,7 @@ impl CallbackCall {
                     agent: self.agent.clone(),
                     phone: self.job.phone.clone(),
                 });
+                agent.media.play(ringback_tone(), RINGBACK);
                 self.customer = Some(Side { leg, media });
                 self.customer_events = Some(events);
                 self.phase = Phase::CustomerRinging;
@@ -362,6 +393,7 @@ impl CallbackCall {
             return;
         };
         customer.media.configure(super::params(n));
+        agent.media.stop_playing();
         let recorder = if self.deps.record {
             super::open_recording(
                 &self.deps.recordings,
