@@ -8,7 +8,16 @@ chrome('/reports');
 await requireLogin(root, ['supervisor', 'admin'], '报表登录 Reports');
 
 const pad = (n) => String(n).padStart(2, '0');
-const today = new Date();
+// "Today" is the call centre's day (Asia/Shanghai, as the API's periods),
+// whatever the browser's zone: a local Date with Shanghai's calendar fields.
+function shanghaiToday() {
+  const ymd = new Intl.DateTimeFormat('en-CA', {
+    timeZone: 'Asia/Shanghai', year: 'numeric', month: '2-digit', day: '2-digit',
+  }).format(new Date());
+  const [y, m, d] = ymd.split('-').map(Number);
+  return new Date(y, m - 1, d);
+}
+const today = shanghaiToday();
 const isoDate = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 function isoWeek(d) {
   const t = new Date(Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()));
