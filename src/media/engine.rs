@@ -141,8 +141,11 @@ enum Control {
     Remove(u64),
 }
 
-/// Hands out RTP/RTCP port pairs from the configured range. The OS is the
-/// judge of what is free: a pair that fails to bind is skipped.
+/// Hands out RTP/RTCP port pairs from the configured range, round the range
+/// from a random first pair: a port is reused as late as possible, so RTP a
+/// peer still sends to an ended call (or to a restarted server's old port)
+/// does not reach the next call there. The OS is the judge of what is free:
+/// a pair that fails to bind is skipped.
 struct PortPool {
     first: u16,
     pairs: u32,
@@ -156,7 +159,7 @@ impl PortPool {
         Self {
             first,
             pairs: pairs.max(1),
-            cursor: AtomicU32::new(0),
+            cursor: AtomicU32::new(rand::random::<u32>() % pairs.max(1)),
         }
     }
 
