@@ -211,14 +211,13 @@ impl AcdHandle {
         agent: &str,
         req: StateRequest,
     ) -> Result<AgentState, AcdError> {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::SetAgentState {
+        self.ask(|reply| Command::SetAgentState {
             agent: agent.to_string(),
             req,
             reply,
-        });
-        rx.await
-            .unwrap_or_else(|_| Err(AcdError::UnknownAgent(agent.to_string())))
+        })
+        .await
+        .unwrap_or_else(|| Err(AcdError::UnknownAgent(agent.to_string())))
     }
 
     /// Blind transfer of a connected call to an agent or a queue, with a note
@@ -231,16 +230,15 @@ impl AcdHandle {
         to: TransferTarget,
         note: String,
     ) -> Result<String, AcdError> {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::Transfer {
+        self.ask(|reply| Command::Transfer {
             call_id: call_id.to_string(),
             from_agent,
             to,
             note,
             reply,
-        });
-        rx.await
-            .unwrap_or_else(|_| Err(AcdError::UnknownCall(call_id.to_string())))
+        })
+        .await
+        .unwrap_or_else(|| Err(AcdError::UnknownCall(call_id.to_string())))
     }
 
     /// Attended transfer: ring agent `to` for the connected agent (or
@@ -252,16 +250,15 @@ impl AcdHandle {
         to: &str,
         note: String,
     ) -> Result<String, AcdError> {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::Consult {
+        self.ask(|reply| Command::Consult {
             call_id: call_id.to_string(),
             from_agent,
             to: to.to_string(),
             note,
             reply,
-        });
-        rx.await
-            .unwrap_or_else(|_| Err(AcdError::UnknownCall(call_id.to_string())))
+        })
+        .await
+        .unwrap_or_else(|| Err(AcdError::UnknownCall(call_id.to_string())))
     }
 
     /// Finish (`complete`) or cancel the consultation of a call. Returns the
@@ -273,37 +270,36 @@ impl AcdHandle {
         complete: bool,
         note: String,
     ) -> Result<String, AcdError> {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::ConsultEnd {
+        self.ask(|reply| Command::ConsultEnd {
             call_id: call_id.to_string(),
             from_agent,
             complete,
             note,
             reply,
-        });
-        rx.await
-            .unwrap_or_else(|_| Err(AcdError::UnknownCall(call_id.to_string())))
+        })
+        .await
+        .unwrap_or_else(|| Err(AcdError::UnknownCall(call_id.to_string())))
     }
 
     /// The agent a live call is connected to, if any.
     pub async fn connected_agent(&self, call_id: &str) -> Option<String> {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::ConnectedAgent {
+        self.ask(|reply| Command::ConnectedAgent {
             call_id: call_id.to_string(),
             reply,
-        });
-        rx.await.ok().flatten()
+        })
+        .await
+        .flatten()
     }
 
     /// Hand `msg` to the task of a live call; false when the call is not live.
     pub async fn forward(&self, call_id: &str, msg: QueueMsg) -> bool {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::Forward {
+        self.ask(|reply| Command::Forward {
             call_id: call_id.to_string(),
             msg,
             reply,
-        });
-        rx.await.unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Reserve `agent` (or, None, the longest-idle available agent with
@@ -316,21 +312,28 @@ impl AcdHandle {
         agent: Option<String>,
         skill: Option<String>,
     ) -> Result<String, AcdError> {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::Direct {
+        self.ask(|reply| Command::Direct {
             call_id: call_id.to_string(),
             agent,
             skill: skill.clone(),
             reply,
-        });
-        rx.await
-            .unwrap_or(Err(AcdError::NoAgentAvailable { skill }))
+        })
+        .await
+        .unwrap_or(Err(AcdError::NoAgentAvailable { skill }))
+    }
+
+    /// Send a command that carries a reply channel and wait for the answer;
+    /// None when the ACD task is gone.
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(command(reply));
+        rx.await.ok()
     }
 
     pub async fn snapshot(&self) -> Snapshot {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::Snapshot { reply });
-        rx.await.unwrap_or_default()
+        self.ask(|reply| Command::Snapshot { reply })
+            .await
+            .unwrap_or_default()
     }
 }
 
