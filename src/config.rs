@@ -150,6 +150,10 @@ pub struct MediaConfig {
     /// Media worker threads; default: one per CPU core.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// UDP ports of browser softphones' WebRTC legs, one per agent in a
+    /// call (ICE, DTLS and SRTP share it); "0" lets the OS pick (tests).
+    #[serde(default = "default_webrtc_ports")]
+    pub webrtc_ports: String,
 }
 
 impl Default for MediaConfig {
@@ -159,8 +163,13 @@ impl Default for MediaConfig {
             address: None,
             timeout_secs: default_media_timeout(),
             workers: None,
+            webrtc_ports: default_webrtc_ports(),
         }
     }
+}
+
+fn default_webrtc_ports() -> String {
+    "30002-30999".to_string()
 }
 
 fn default_media_timeout() -> u64 {
@@ -175,6 +184,15 @@ impl MediaConfig {
     /// The configured RTP port range as (first, last), inclusive.
     pub fn port_range(&self) -> Result<(u16, u16), String> {
         parse_port_range(&self.rtp_ports)
+    }
+
+    /// Where browser legs bind: a range, or any free port for "0".
+    pub fn webrtc_port_policy(&self) -> Result<crate::browser::PortPolicy, String> {
+        if self.webrtc_ports.trim() == "0" {
+            return Ok(crate::browser::PortPolicy::Ephemeral);
+        }
+        let (first, last) = parse_port_range(&self.webrtc_ports)?;
+        Ok(crate::browser::PortPolicy::Range { first, last })
     }
 }
 
@@ -527,6 +545,12 @@ impl Config {
                 format!("media.rtp_ports: {m}"),
             ));
         }
+        if let Err(m) = cfg.media.webrtc_port_policy() {
+            errors.push(err(
+                locate.key(&["media", "webrtc_ports"]),
+                format!("media.webrtc_ports: {m}"),
+            ));
+        }
         let mut queue_names = HashSet::new();
         for (i, q) in cfg.queues.iter().enumerate() {
             if q.name.is_empty() || !queue_names.insert(q.name.clone()) {
@@ -825,9 +849,15 @@ mod tests {
     #[test]
     fn example_config_is_valid_and_is_the_builtin_default() {
         let cfg = Config::builtin();
-        assert_eq!(cfg.sip.listen, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(
+            cfg.sip.listen,
+            "127.0.0.1:5060".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(cfg.sip.domain, "hotline.local");
-        assert_eq!(cfg.http.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            cfg.http.listen,
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(cfg.database.url, "sqlite://hotline.db");
         let ids: Vec<_> = cfg.agents.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, ["1001", "1002", "1003"]);

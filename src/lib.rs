@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for how a call flows through these modules.
 pub mod acd;
 pub mod api;
+pub mod browser;
 pub mod call;
 pub mod campaign;
 pub mod clock;

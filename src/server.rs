@@ -121,6 +121,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         timeout: std::time::Duration::from_secs(config.media.timeout_secs),
     })
     .context("cannot start media workers")?;
+    let browsers = {
+        let mut legs = crate::browser::LegConfig::new(config.media_address());
+        legs.ports = config
+            .media
+            .webrtc_port_policy()
+            .map_err(|e| anyhow::anyhow!("media.webrtc_ports: {e}"))?;
+        crate::browser::WebRtcMedia::new(legs).context("cannot set up browser softphone legs")?
+    };
     check_queues(&routing_rx.borrow(), &config)?;
     let service_prompts_dir = prompts_dir(&config, &routing_rx.borrow());
     let hold_music = load_hold_music(&config)?;
@@ -197,6 +205,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             ownership_ms: u64::from(config.acd.ownership_days) * 86_400_000,
             transfer_numbers: config.acd.transfer_numbers.clone(),
             transfer_gateway: config.acd.transfer_gateway,
+            browsers: Arc::new(browsers),
         }),
     );
 
@@ -219,6 +228,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let http_cancel = cancel.clone();
     tokio::spawn(async move {
         let shutdown = async move { http_cancel.cancelled().await };
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         if let Err(e) = axum::serve(http, app)
             .with_graceful_shutdown(shutdown)
             .await

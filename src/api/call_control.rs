@@ -1,5 +1,5 @@
-//! Steering a live call: attended transfer (consult, complete, cancel) and
-//! a supervisor's listen / whisper / barge. The ACD checks who may do what;
+//! Steering a live call: hold and resume from the desk, attended transfer
+//! (consult, complete, cancel) and a supervisor's listen / whisper / barge. The ACD checks who may do what;
 //! the call's own task rings the phones and rearranges the media.
 
 use axum::body::Bytes;
@@ -42,6 +42,13 @@ pub struct MonitorInput {
     pub extension: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldInput {
+    /// true: the caller hears music and the agent no one; false: resume.
+    pub hold: bool,
+}
+
 fn check_note(note: &str) -> ApiResult<()> {
     if note.chars().count() > MAX_NOTES_LEN {
         return Err(ApiError::Invalid(format!(
@@ -77,6 +84,36 @@ fn acd_error(id: &str, e: AcdError) -> ApiError {
         }
         other => ApiError::Invalid(other.to_string()),
     }
+}
+
+/// `POST /api/calls/{id}/hold`: the connected agent holds or resumes the
+/// caller from the desk (a browser softphone has no hold key of its own; a
+/// SIP phone may use either). Hold time counts on the call record.
+pub async fn hold(
+    State(state): State<ApiState>,
+    who: Principal,
+    P(id): P<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let input: HoldInput = parse_json(&body)?;
+    let by = acting_agent(&who)?;
+    let acd = state.acd()?;
+    let Some(agent) = acd.connected_agent(&id).await else {
+        return Err(ApiError::Conflict(format!(
+            "call {id:?} is not live with an agent"
+        )));
+    };
+    if by.as_ref().is_some_and(|me| *me != agent) {
+        return Err(ApiError::Forbidden(format!(
+            "call {id:?} is connected to {agent}, not to you"
+        )));
+    }
+    if !acd.forward(&id, QueueMsg::Hold { held: input.hold }).await {
+        return Err(ApiError::NotFound(format!("call {id:?} is not live")));
+    }
+    Ok(Json(
+        json!({ "call_id": id, "agent": agent, "held": input.hold }),
+    ))
 }
 
 /// `POST /api/calls/{id}/consult`: the caller holds while the connected

@@ -204,6 +204,11 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<ApiState>)> {
         ),
         (
             Method::POST,
+            "/api/calls/{id}/hold",
+            post(call_control::hold),
+        ),
+        (
+            Method::POST,
             "/api/calls/{id}/monitor/stop",
             post(call_control::monitor_stop),
         ),
@@ -290,12 +295,25 @@ pub fn router(state: ApiState) -> Router {
     for (path, route) in merged {
         app = app.route(path, route);
     }
+    // SIP over WebSocket for browser softphones (RFC 7118): same origin and
+    // port as the desk page. Needs the peer address: serve with
+    // `into_make_service_with_connect_info::<SocketAddr>()`.
+    let sip_ws = state.sip.as_ref().map(|sip| {
+        Router::new()
+            .route("/sip", get(crate::sip::ws::upgrade))
+            .with_state(sip.websocket())
+    });
     // The web pages (outside /api, so not in the OpenAPI document).
-    app.merge(crate::web::router())
+    let app = app
+        .merge(crate::web::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .with_state(state);
+    match sip_ws {
+        Some(ws) => app.merge(ws),
+        None => app,
+    }
 }
 
 /// Publish `QueueStats` for every queue whose numbers changed, every `every`,

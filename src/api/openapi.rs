@@ -206,6 +206,12 @@ fn paths_records() -> Value {
                 }})),
                 "responses": auth_errors(json!({"200": ok("calling the supervisor's phone", json!({"type": "object"})), "400": err("malformed body"), "404": err("the call is not live"), "409": err("no registered phone, or the call has no agent")}))
             }},
+            "/api/calls/{id}/hold": {"post": {
+                "summary": "Agent (own call) or supervisor: hold the caller (music; the agent hears no one) or resume; hold time counts on the call record", "operationId": "holdCall",
+                "parameters": [path_id("call id")],
+                "requestBody": body(json!({"type": "object", "required": ["hold"], "additionalProperties": false, "properties": {"hold": {"type": "boolean"}}})),
+                "responses": auth_errors(json!({"200": ok("held or resumed", json!({"type": "object", "properties": {"call_id": {"type": "string"}, "agent": {"type": "string"}, "held": {"type": "boolean"}}})), "400": err("malformed body"), "403": err("another agent's call, or an admin"), "404": err("the call is not live"), "409": err("the call has no agent")}))
+            }},
             "/api/calls/{id}/monitor/stop": {"post": {
                 "summary": "Supervisor: hang up your monitoring leg", "operationId": "stopMonitor",
                 "parameters": [path_id("call id")],

@@ -88,6 +88,10 @@ pub enum QueueMsg {
         mode: super::agent::MonitorMode,
     },
     MonitorStop,
+    /// The connected agent holds (`true`) or resumes the caller (desk).
+    Hold {
+        held: bool,
+    },
 }
 
 enum Command {

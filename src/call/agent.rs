@@ -10,11 +10,12 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::acd::{offer_failure, QueueMsg};
+use super::party::PartyMedia;
 use super::CallDeps;
 use crate::acd::{Input, OfferFailure, OfferId, TransferTarget};
 use crate::media::engine::MediaSession;
 use crate::media::recorder::Recorder;
-use crate::sip::leg::{Leg, LegEvent, OutboundCall};
+use crate::sip::leg::{is_websocket, Leg, LegEvent, OutboundCall};
 use crate::sip::sdp;
 
 /// Media token of the hold music (IVR prompt ids are small numbers).
@@ -149,14 +150,14 @@ fn failure_outcome(status: u16) -> &'static str {
 
 struct AgentLeg {
     leg: Leg,
-    media: MediaSession,
+    media: PartyMedia,
     log: LegLog,
 }
 
 struct Connected {
     agent: String,
     leg: Leg,
-    media: MediaSession,
+    media: PartyMedia,
     sdp_version: u64,
     log: LegLog,
 }
@@ -167,7 +168,7 @@ struct Connected {
 struct Consult {
     agent: String,
     leg: Leg,
-    media: MediaSession,
+    media: PartyMedia,
     answered: bool,
     note: String,
     external: bool,
@@ -180,7 +181,7 @@ struct Consult {
 struct Monitor {
     supervisor: String,
     leg: Leg,
-    media: MediaSession,
+    media: PartyMedia,
     answered: bool,
     mode: MonitorMode,
     log: LegLog,
@@ -308,6 +309,15 @@ impl Service {
             return;
         };
         let agent = &c.media;
+        if self.held && self.consult.is_none() {
+            // On hold: the caller hears music, the agent no one.
+            customer.hear(&[]);
+            agent.hear(&[]);
+            if let Some((s, _)) = supervisor {
+                s.hear(&[customer, agent]);
+            }
+            return;
+        }
         if let Some(k) = &self.consult {
             customer.hear(&[]);
             if k.answered {
@@ -344,6 +354,26 @@ impl Service {
                 }
             }
         }
+    }
+
+    /// The agent holds (`true`) or resumes the caller, from the phone
+    /// (re-INVITE) or the desk (API): the caller hears music and the agent
+    /// nothing; hold time counts for the record. Idempotent.
+    pub fn set_held(&mut self, held: bool, customer: &MediaSession) {
+        if held != self.held {
+            info!(held, "agent hold");
+            self.held = held;
+            let now = self.deps.clock.now_ms();
+            if let (false, Some(t)) = (held, self.hold_started) {
+                self.hold_total_ms += now.saturating_sub(t);
+            }
+            self.hold_started = held.then_some(now);
+            if !held {
+                customer.stop_playing();
+            }
+            self.arrange(customer);
+        }
+        self.play_hold_music(customer);
     }
 
     /// (Re)start the hold music when the caller should hear it.
@@ -521,6 +551,11 @@ impl Service {
             QueueMsg::Monitor { supervisor, mode } => {
                 self.start_monitor(supervisor, mode, customer).await
             }
+            QueueMsg::Hold { held } => {
+                if self.connected.is_some() {
+                    self.set_held(held, customer);
+                }
+            }
             QueueMsg::MonitorStop => {
                 if let Some(m) = self.monitor.take() {
                     info!(supervisor = %m.supervisor, "monitoring stopped");
@@ -621,8 +656,9 @@ impl Service {
             gateway,
             "UDP".to_string(),
         );
-        let AgentLeg { leg, media, log } =
-            self.place(&agent, LegRole::Consult, target, customer, Vec::new())?;
+        let AgentLeg { leg, media, log } = self
+            .place(&agent, LegRole::Consult, target, customer, Vec::new())
+            .await?;
         info!(%number, %gateway, "transferring to an outside number");
         self.consult = Some(Consult {
             agent,
@@ -863,7 +899,7 @@ impl Service {
             binding.source,
             binding.transport.clone(),
         );
-        match self.place(user, role, target, customer, headers) {
+        match self.place(user, role, target, customer, headers).await {
             Ok(a) => {
                 info!(%user, contact = %binding.contact, ?role, "ringing");
                 Some(a)
@@ -878,7 +914,7 @@ impl Service {
     /// INVITE `party` at `(request URI, address, transport)` from the caller's
     /// number with a media session beside the caller's; its events come back
     /// tagged with `role` and its leg is numbered for `call_legs`.
-    fn place(
+    async fn place(
         &mut self,
         party: &str,
         role: LegRole,
@@ -887,11 +923,16 @@ impl Service {
         extra_headers: Vec<(String, String)>,
     ) -> Result<AgentLeg, String> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let media = self
-            .deps
-            .media
-            .open_near(customer, tx)
-            .map_err(|e| format!("no media port: {e}"))?;
+        // A browser softphone (registered over WebSocket) gets a WebRTC offer;
+        // a phone or gateway an RTP one.
+        let (media, offer) = if is_websocket(&transport) {
+            PartyMedia::browser(&self.deps.browsers, &self.deps.media, customer, tx).await?
+        } else {
+            let media = PartyMedia::rtp(&self.deps.media, customer, tx)
+                .map_err(|e| format!("no media port: {e}"))?;
+            let offer = sdp::write_offer(self.session_id, 1, media.local_addr());
+            (media, offer)
+        };
         // The far side's media events (timeouts) are not the caller's business.
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
         let mut headers = vec![("X-Hotline-Call".to_string(), self.call_id.clone())];
@@ -902,7 +943,7 @@ impl Service {
             transport,
             from_user: self.caller.clone(),
             from_display: None,
-            sdp: sdp::write_offer(self.session_id, 1, media.local_addr()),
+            sdp: offer,
             headers,
         };
         let (leg, mut events) = self.deps.sip.invite(call)?;
@@ -1014,15 +1055,14 @@ impl Service {
             LegEvent::Answered { sdp: answer } => {
                 let mut a = self.ringing.remove(&key)?;
                 a.log.answered_at = Some(self.deps.clock.now_ms());
-                match answer.as_deref().map(super::negotiate) {
-                    Some(Ok(n)) => {
-                        a.media.configure(super::params(&n));
-                        info!(agent = %ev.agent, "agent answered");
+                match a.media.answered(answer.as_deref(), &a.leg).await {
+                    Ok(()) => {
+                        info!(agent = %ev.agent, browser = a.media.is_browser(), "agent answered");
                         self.deps.acd.answered(&self.call_id, offer_id, &ev.agent);
                         self.answered.insert(key, a);
                     }
-                    _ => {
-                        warn!(agent = %ev.agent, "agent answered without a usable SDP answer");
+                    Err(e) => {
+                        warn!(agent = %ev.agent, error = %e, "agent answered without a usable SDP answer");
                         self.leg_ended(&a.log, "failed");
                         tokio::spawn(async move { a.leg.hangup().await });
                         self.deps.acd.input(Input::OfferFailed {
@@ -1084,23 +1124,18 @@ impl Service {
                     reply.reject(491).await;
                     return None;
                 };
+                if c.media.is_browser() {
+                    // The desk holds through the API; its WebRTC session is
+                    // not renegotiated.
+                    reply.reject(488).await;
+                    return None;
+                }
                 match offer.as_deref().map(super::negotiate) {
                     Some(Ok(n)) => {
                         c.media.configure(super::params(&n));
                         c.sdp_version += 1;
                         let held = n.remote_on_hold();
-                        if held != self.held {
-                            info!(held, "agent hold");
-                            self.held = held;
-                            let now = self.deps.clock.now_ms();
-                            if let (false, Some(t)) = (held, self.hold_started) {
-                                self.hold_total_ms += now.saturating_sub(t);
-                            }
-                            self.hold_started = held.then_some(now);
-                            if !held {
-                                customer.stop_playing();
-                            }
-                        }
+                        let c = self.connected.as_ref()?;
                         let ours = sdp::write(
                             self.session_id,
                             c.sdp_version,
@@ -1110,7 +1145,7 @@ impl Service {
                             n.direction,
                         );
                         reply.ok(Some(ours)).await;
-                        self.play_hold_music(customer);
+                        self.set_held(held, customer);
                     }
                     _ => reply.reject(488).await,
                 }
@@ -1167,10 +1202,12 @@ impl Service {
         let ours = self.consult.as_ref().is_some_and(|k| k.agent == ev.agent);
         match ev.event {
             LegEvent::Answered { sdp: answer } if ours => {
-                let usable = answer.as_deref().map(super::negotiate);
+                let usable = match self.consult.as_mut() {
+                    Some(k) => k.media.answered(answer.as_deref(), &k.leg).await.is_ok(),
+                    None => false,
+                };
                 match (usable, self.consult.as_mut()) {
-                    (Some(Ok(n)), Some(k)) => {
-                        k.media.configure(super::params(&n));
+                    (true, Some(k)) => {
                         k.answered = true;
                         k.log.answered_at = Some(self.deps.clock.now_ms());
                         if k.external {
@@ -1229,10 +1266,12 @@ impl Service {
             .is_some_and(|m| m.supervisor == ev.agent);
         match ev.event {
             LegEvent::Answered { sdp: answer } if ours => {
-                let usable = answer.as_deref().map(super::negotiate);
+                let usable = match self.monitor.as_mut() {
+                    Some(m) => m.media.answered(answer.as_deref(), &m.leg).await.is_ok(),
+                    None => false,
+                };
                 match (usable, self.monitor.as_mut()) {
-                    (Some(Ok(n)), Some(m)) => {
-                        m.media.configure(super::params(&n));
+                    (true, Some(m)) => {
                         m.answered = true;
                         m.log.answered_at = Some(self.deps.clock.now_ms());
                         info!(supervisor = %ev.agent, mode = m.mode.name(), "supervisor joined");

@@ -12,6 +12,7 @@ mod feature;
 mod inbound;
 mod ivr_driver;
 pub mod outbound;
+mod party;
 
 pub use acd::{AcdHandle, QueueMsg, StateRequest};
 pub use agent::MonitorMode;
@@ -168,6 +169,8 @@ pub struct CallDeps {
     /// Outside numbers calls may be transferred to, and where they go.
     pub transfer_numbers: Vec<String>,
     pub transfer_gateway: Option<std::net::SocketAddr>,
+    /// Makes WebRTC legs for agents registered from a browser (desk softphone).
+    pub browsers: Arc<dyn crate::browser::BrowserMedia>,
 }
 
 /// Take inbound calls from the SIP dispatcher and give each its own task.

@@ -8,6 +8,11 @@
 //! worker and are reused. Call tasks steer sessions through a channel the
 //! worker drains at the start of each tick, and hear back through their own
 //! event channel; nothing here waits on SIP, HTTP or the database.
+//!
+//! A browser softphone's session has no socket here: its WebRTC leg
+//! (`crate::browser`) hands over 20 ms G.711 frames on bounded channels,
+//! which the worker polls and fills on the same tick as RTP, so bridging,
+//! recording, hold music and listen-in work the same for it.
 
 use std::collections::HashMap;
 use std::io;
@@ -27,6 +32,7 @@ use super::prompt::Prompt;
 use super::recorder::Recorder;
 use super::rtcp::{ntp_from_unix, RtcpStats};
 use super::rtp::{RtpPacket, RtpSender};
+use crate::browser::MediaEnds;
 use crate::sip::sdp::Codec;
 
 /// One 20 ms frame at 8 kHz.
@@ -129,6 +135,8 @@ pub struct StreamParams {
 
 enum Control {
     Add(Box<Session>),
+    /// A browser session's WebRTC leg is up: its frames flow from now on.
+    AttachBrowser(u64, Box<MediaEnds>),
     Configure(u64, StreamParams),
     Play(u64, Arc<Prompt>, u64),
     StopPlaying(u64),
@@ -243,6 +251,28 @@ impl MediaEngine {
         self.open_on(id, peer.worker_index, events, false)
     }
 
+    /// Open a session for a browser softphone beside `peer` (the customer).
+    /// It carries no audio until [`MediaSession::attach_browser`] hands it the
+    /// WebRTC leg's frames, once the browser has answered.
+    pub fn open_browser_near(
+        &self,
+        peer: &MediaSession,
+        events: UnboundedSender<MediaEvent>,
+    ) -> io::Result<MediaSession> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let worker = self.worker(peer.worker_index)?;
+        let mut session = Session::new(id, SessionIo::Browser(None), events);
+        session.inband_enabled = false;
+        self.add(id, peer.worker_index, worker, session, NO_ADDRESS)
+    }
+
+    fn worker(&self, index: usize) -> io::Result<Sender<Control>> {
+        self.workers
+            .get(index)
+            .cloned()
+            .ok_or_else(|| io::Error::other("no such media worker"))
+    }
+
     fn open_on(
         &self,
         id: u64,
@@ -252,13 +282,20 @@ impl MediaEngine {
     ) -> io::Result<MediaSession> {
         let (rtp, rtcp) = self.ports.bind(self.settings.address)?;
         let local = rtp.local_addr()?;
-        let worker = self
-            .workers
-            .get(worker_index)
-            .ok_or_else(|| io::Error::other("no such media worker"))?
-            .clone();
-        let mut session = Session::new(id, rtp, rtcp, events);
+        let worker = self.worker(worker_index)?;
+        let mut session = Session::new(id, SessionIo::Rtp { rtp, rtcp }, events);
         session.inband_enabled = inband;
+        self.add(id, worker_index, worker, session, local)
+    }
+
+    fn add(
+        &self,
+        id: u64,
+        worker_index: usize,
+        worker: Sender<Control>,
+        session: Session,
+        local: SocketAddr,
+    ) -> io::Result<MediaSession> {
         worker
             .send(Control::Add(Box::new(session)))
             .map_err(|_| io::Error::other("media worker stopped"))?;
@@ -271,6 +308,9 @@ impl MediaEngine {
         })
     }
 }
+
+/// Where a browser session "is" for code that asks: it has no socket of ours.
+const NO_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// A call's handle on its media session; dropping it closes the session.
 pub struct MediaSession {
@@ -288,6 +328,14 @@ impl MediaSession {
     /// Start or change sending and receiving (after SDP negotiation or re-INVITE).
     pub fn configure(&self, params: StreamParams) {
         let _ = self.worker.send(Control::Configure(self.id, params));
+    }
+
+    /// Hand a browser session (from [`MediaEngine::open_browser_near`]) its
+    /// WebRTC leg's frames: it sends and receives in `ends.codec` from now on.
+    pub fn attach_browser(&self, ends: MediaEnds) {
+        let _ = self
+            .worker
+            .send(Control::AttachBrowser(self.id, Box::new(ends)));
     }
 
     /// Play a prompt from its start; replaces whatever was playing.
@@ -356,10 +404,21 @@ struct Playback {
     frame: usize,
 }
 
+/// How a session's packets travel.
+enum SessionIo {
+    /// RTP and RTCP on our own UDP ports (SIP phones, trunks, SIPp).
+    Rtp { rtp: UdpSocket, rtcp: UdpSocket },
+    /// A browser softphone's WebRTC leg: frames on channels; `None` until
+    /// the browser has answered.
+    Browser(Option<MediaEnds>),
+}
+
 struct Session {
     id: u64,
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
+    io: SessionIo,
+    /// Frames counted from a browser leg (its reframer may give two frames
+    /// one RTP sequence number): the jitter buffer's sequence.
+    browser_seq: u16,
     events: UnboundedSender<MediaEvent>,
     params: Option<StreamParams>,
     /// Where packets go: the SDP address until the remote's packets show otherwise.
@@ -390,7 +449,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(id: u64, rtp: UdpSocket, rtcp: UdpSocket, events: UnboundedSender<MediaEvent>) -> Self {
+    fn new(id: u64, io: SessionIo, events: UnboundedSender<MediaEvent>) -> Self {
         let now = Instant::now();
         let ssrc: u32 = rand::random();
         let wall = std::time::SystemTime::now()
@@ -398,8 +457,8 @@ impl Session {
             .unwrap_or_default();
         Self {
             id,
-            rtp,
-            rtcp,
+            io,
+            browser_seq: 0,
             events,
             params: None,
             remote: None,
@@ -528,8 +587,15 @@ impl Session {
     }
 
     fn receive(&mut self, now: Instant, buf: &mut [u8]) {
+        if let SessionIo::Browser(_) = self.io {
+            return self.receive_browser(now);
+        }
         for _ in 0..MAX_READS_PER_TICK {
-            let (len, src) = match self.rtp.recv_from(buf) {
+            let received = match &self.io {
+                SessionIo::Rtp { rtp, .. } => rtp.recv_from(buf),
+                SessionIo::Browser(_) => return,
+            };
+            let (len, src) = match received {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -592,6 +658,37 @@ impl Session {
         }
     }
 
+    /// A browser leg's frames (already reframed to 20 ms, digits taken out by
+    /// the leg): into the jitter buffer like RTP payloads, in the session's law.
+    fn receive_browser(&mut self, now: Instant) {
+        let SessionIo::Browser(Some(ends)) = &mut self.io else {
+            return;
+        };
+        let Some(p) = self.params else {
+            return;
+        };
+        let law: super::g711::G711 = p.codec.into();
+        for _ in 0..MAX_READS_PER_TICK {
+            let Ok(mut frame) = ends.from_browser.try_recv() else {
+                return;
+            };
+            self.last_rx = now;
+            if !(self.listened || self.recorder.is_some()) {
+                continue;
+            }
+            if frame.law != law {
+                // The browser switched to the other accepted law: one table lookup per byte.
+                for b in frame.payload.iter_mut() {
+                    *b = law.encode(frame.law.decode(*b));
+                }
+            }
+            self.browser_seq = self.browser_seq.wrapping_add(1);
+            let _ = self
+                .jitter
+                .push(0, self.browser_seq, frame.timestamp, &frame.payload);
+        }
+    }
+
     /// Symmetric RTP (RFC 4961): answer to where the audio really comes from.
     fn latch(&mut self, src: SocketAddr) {
         if self.remote != Some(src) {
@@ -607,9 +704,6 @@ impl Session {
         peer_audio: Option<&[i16; FRAME_SAMPLES]>,
         out: &mut [u8],
     ) {
-        let Some(remote) = self.remote else {
-            return;
-        };
         let mut finished = None;
         let mut bridged = [0u8; FRAME_SAMPLES];
         let payload: &[u8] = match &mut self.playback {
@@ -632,15 +726,33 @@ impl Session {
                 None => silence(p.codec),
             },
         };
-        let written = self
-            .sender
-            .write(out, p.codec.payload_type(), payload, FRAME_SAMPLES as u32);
-        if let Some(pkt) = written.ok().and_then(|len| out.get(..len)) {
-            if let Err(e) = self.rtp.send_to(pkt, remote) {
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    debug!(session = self.id, error = %e, "RTP send error");
+        match &self.io {
+            SessionIo::Rtp { rtp, .. } => {
+                if let Some(remote) = self.remote {
+                    let written = self.sender.write(
+                        out,
+                        p.codec.payload_type(),
+                        payload,
+                        FRAME_SAMPLES as u32,
+                    );
+                    if let Some(pkt) = written.ok().and_then(|len| out.get(..len)) {
+                        if let Err(e) = rtp.send_to(pkt, remote) {
+                            if e.kind() != io::ErrorKind::WouldBlock {
+                                debug!(session = self.id, error = %e, "RTP send error");
+                            }
+                        }
+                    }
                 }
             }
+            SessionIo::Browser(Some(ends)) => {
+                let mut frame = [silence(p.codec)[0]; FRAME_SAMPLES];
+                let n = payload.len().min(FRAME_SAMPLES);
+                frame[..n].copy_from_slice(&payload[..n]);
+                // Full means the leg is not connected yet or stalls: drop
+                // this frame rather than wait (the leg's clock runs on).
+                let _ = ends.to_browser.try_send(frame);
+            }
+            SessionIo::Browser(None) => {}
         }
         if let Some(token) = finished {
             self.playback = None;
@@ -649,8 +761,12 @@ impl Session {
     }
 
     fn drain_rtcp(&mut self, now: Instant, buf: &mut [u8]) {
+        // A browser leg's RTCP is the WebRTC stack's business.
+        let SessionIo::Rtp { rtcp, .. } = &self.io else {
+            return;
+        };
         for _ in 0..MAX_READS_PER_TICK {
-            let Ok((len, _)) = self.rtcp.recv_from(buf) else {
+            let Ok((len, _)) = rtcp.recv_from(buf) else {
                 return;
             };
             if let Some(data) = buf.get(..len) {
@@ -663,13 +779,13 @@ impl Session {
     /// A sender report every few seconds (RFC 3550 §6.4); allocating here is
     /// fine, it is not per packet.
     fn send_rtcp(&mut self, now: Instant) {
-        let Some(remote) = self.remote else {
+        let (SessionIo::Rtp { rtcp, .. }, Some(remote)) = (&self.io, self.remote) else {
             return;
         };
         let stats = self.sender.stats();
         if let Ok(report) = self.rtcp_stats.build_report(now, Some(&stats)) {
             let rtcp_remote = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
-            let _ = self.rtcp.send_to(&report, rtcp_remote);
+            let _ = rtcp.send_to(&report, rtcp_remote);
         }
     }
 }
@@ -731,6 +847,18 @@ impl Worker {
             Control::Add(s) => {
                 self.order.push(s.id);
                 self.sessions.insert(s.id, *s);
+            }
+            Control::AttachBrowser(id, ends) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    let params = StreamParams {
+                        remote: NO_ADDRESS,
+                        codec: Codec::from(ends.codec),
+                        dtmf_pt: None,
+                        send: true,
+                    };
+                    s.io = SessionIo::Browser(Some(*ends));
+                    s.configure(params, now);
+                }
             }
             Control::Configure(id, p) => {
                 if let Some(s) = self.sessions.get_mut(&id) {

@@ -179,6 +179,12 @@ impl Leg {
     }
 }
 
+/// Whether a binding's or call's transport is a WebSocket (a browser
+/// softphone), which is reached on its open connection, never dialled.
+pub fn is_websocket(transport: &str) -> bool {
+    transport.eq_ignore_ascii_case("WS") || transport.eq_ignore_ascii_case("WSS")
+}
+
 /// What to send when we call someone (an agent's phone, a customer via a trunk).
 #[derive(Debug, Clone)]
 pub struct OutboundCall {
@@ -186,7 +192,7 @@ pub struct OutboundCall {
     pub target: String,
     /// Where to send it: the address the phone registered from.
     pub destination: std::net::SocketAddr,
-    /// "UDP" or "TCP".
+    /// "UDP", "TCP", or "WS"/"WSS" for a browser softphone's connection.
     pub transport: String,
     /// The number shown to the callee (the customer's number, for screen pop).
     pub from_user: String,
@@ -210,10 +216,14 @@ pub(crate) fn outbound(
     let caller =
         rsipstack::sip::Uri::try_from(format!("sip:{}@{}", call.from_user, domain).as_str())
             .map_err(|e| format!("bad caller {}: {e}", call.from_user))?;
-    let transport = if call.transport.eq_ignore_ascii_case("TCP") {
-        rsipstack::sip::transport::Transport::Tcp
-    } else {
-        rsipstack::sip::transport::Transport::Udp
+    use rsipstack::sip::transport::Transport;
+    // A WS/WSS destination names a browser's WebSocket connection (the
+    // transport layer finds it by this address); there is nothing to dial.
+    let transport = match call.transport.to_ascii_uppercase().as_str() {
+        "TCP" => Transport::Tcp,
+        "WS" => Transport::Ws,
+        "WSS" => Transport::Wss,
+        _ => Transport::Udp,
     };
     let mut destination = SipAddr::from(call.destination);
     destination.r#type = Some(transport);

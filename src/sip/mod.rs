@@ -14,6 +14,7 @@ pub mod sdp;
 mod server;
 mod socket;
 pub mod wire;
+pub mod ws;
 
 pub use server::{start, uri_user, SipHandle, SipSettings};
 

@@ -22,6 +22,12 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// Registered over a WebSocket (a browser softphone): reachable only on
+    /// that connection, so the binding lives and dies with it.
+    pub fn is_flow(&self) -> bool {
+        super::leg::is_websocket(&self.transport)
+    }
+
     pub fn remaining_secs(&self, now_ms: u64) -> u64 {
         self.expires_at_ms.saturating_sub(now_ms).div_ceil(1000)
     }
@@ -95,10 +101,12 @@ impl Registrar {
         }
     }
 
-    /// Restore bindings saved before a restart (expired ones are skipped).
+    /// Restore bindings saved before a restart. Expired ones are skipped, and
+    /// so are WebSocket ones: their connection died with the old process (the
+    /// browser registers again when it reconnects).
     pub fn restore(&mut self, bindings: Vec<Binding>, now_ms: u64) {
         for b in bindings {
-            if b.expires_at_ms > now_ms {
+            if b.expires_at_ms > now_ms && !b.is_flow() {
                 self.bindings.entry(b.aor.clone()).or_default().push(b);
             }
         }
@@ -257,17 +265,26 @@ impl Registrar {
 
     /// Drop expired bindings; returns what was removed (to delete from storage).
     pub fn purge(&mut self, now_ms: u64) -> Vec<Change> {
+        self.remove_where(|b| b.expires_at_ms <= now_ms)
+    }
+
+    /// A browser's WebSocket from `peer` closed: drop the bindings made over it.
+    pub fn drop_flow(&mut self, peer: SocketAddr) -> Vec<Change> {
+        self.remove_where(|b| b.is_flow() && b.source == peer)
+    }
+
+    fn remove_where(&mut self, dead: impl Fn(&Binding) -> bool) -> Vec<Change> {
         let mut removed = Vec::new();
         for bs in self.bindings.values_mut() {
             bs.retain(|b| {
-                let live = b.expires_at_ms > now_ms;
-                if !live {
+                if dead(b) {
                     removed.push(Change::Removed {
                         aor: b.aor.clone(),
                         contact: b.contact.clone(),
                     });
+                    return false;
                 }
-                live
+                true
             });
         }
         self.bindings.retain(|_, bs| !bs.is_empty());
@@ -562,5 +579,44 @@ mod tests {
         };
         r.restore(vec![mk("sip:a@x", 10), mk("sip:b@x", 1_000)], 500);
         assert_eq!(r.lookup("1001", 500).len(), 1);
+    }
+
+    #[test]
+    fn websocket_bindings_die_with_their_connection_and_are_not_restored() {
+        let mut r = Registrar::new(policy());
+        let browser: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let other_tab: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+        let mk = |c: &str, source, transport: &str| Binding {
+            aor: "1001".into(),
+            contact: c.into(),
+            source,
+            transport: transport.into(),
+            expires_at_ms: 10_000,
+            call_id: c.into(),
+            cseq: 1,
+            user_agent: String::new(),
+        };
+        let phone = mk("sip:1001@192.0.2.1", browser, "UDP");
+        let ws = mk("sip:1001@a.invalid;transport=ws", browser, "WS");
+        let ws2 = mk("sip:1001@b.invalid;transport=ws", other_tab, "WSS");
+        r.restore(vec![phone.clone(), ws.clone(), ws2.clone()], 0);
+        // A restart keeps only the UDP phone: the sockets are gone.
+        assert_eq!(r.lookup("1001", 0), vec![phone.clone()]);
+
+        r.bindings
+            .insert("1001".into(), vec![phone.clone(), ws.clone(), ws2.clone()]);
+        let removed = r.drop_flow(browser);
+        assert_eq!(
+            removed,
+            vec![Change::Removed {
+                aor: "1001".into(),
+                contact: ws.contact.clone()
+            }]
+        );
+        assert_eq!(
+            r.lookup("1001", 0).len(),
+            2,
+            "the phone at the same address and the other tab stay"
+        );
     }
 }

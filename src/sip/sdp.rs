@@ -21,6 +21,15 @@ impl From<Codec> for crate::media::g711::G711 {
     }
 }
 
+impl From<crate::media::g711::G711> for Codec {
+    fn from(law: crate::media::g711::G711) -> Self {
+        match law {
+            crate::media::g711::G711::Pcmu => Codec::Pcmu,
+            crate::media::g711::G711::Pcma => Codec::Pcma,
+        }
+    }
+}
+
 impl Codec {
     pub fn payload_type(self) -> u8 {
         match self {
@@ -337,7 +346,7 @@ mod tests {
     #[test]
     fn sipp_offer_negotiates_pcma_and_dtmf_96() {
         let offer = parse(SIPP_OFFER).unwrap();
-        assert_eq!(offer.addr, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(offer.addr, "127.0.0.1:6000".parse::<SocketAddr>().unwrap());
         let n = negotiate(&offer).unwrap();
         assert_eq!(n.codec, Codec::Pcma);
         assert_eq!(n.dtmf_pt, Some(96));
@@ -402,7 +411,10 @@ mod tests {
     #[test]
     fn media_level_connection_overrides_session_level() {
         let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 10.0.0.2\r\n";
-        assert_eq!(parse(sdp).unwrap().addr, "10.0.0.2:4000".parse().unwrap());
+        assert_eq!(
+            parse(sdp).unwrap().addr,
+            "10.0.0.2:4000".parse::<SocketAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ enum Command {
         aor: String,
         reply: oneshot::Sender<Vec<Binding>>,
     },
+    /// A browser's WebSocket closed: its bindings go with it.
+    FlowClosed(SocketAddr),
 }
 
 /// A cheap handle to the running SIP server.
@@ -60,9 +62,16 @@ pub struct SipHandle {
     dialogs: Arc<rsipstack::dialog::dialog_layer::DialogLayer>,
     contact: rsipstack::sip::Uri,
     domain: String,
+    websocket: super::ws::SipWs,
 }
 
 impl SipHandle {
+    /// State of the `/sip` WebSocket route (SIP over WebSocket for browser
+    /// softphones), served on the HTTP listener.
+    pub fn websocket(&self) -> super::ws::SipWs {
+        self.websocket.clone()
+    }
+
     /// Place an outbound call (an agent's phone, a customer through a trunk).
     pub fn invite(
         &self,
@@ -172,6 +181,7 @@ pub async fn start(
     ));
     let contact = rsipstack::sip::Uri::try_from(format!("sip:hotline@{local_addr}").as_str())
         .map_err(|e| anyhow::anyhow!("local contact: {e}"))?;
+    let endpoint_inner = endpoint.inner.clone();
     tokio::spawn(async move { endpoint.serve().await });
 
     let mut secret = [0u8; 32];
@@ -196,6 +206,17 @@ pub async fn start(
         contact,
     };
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(256);
+    let closed_tx = cmd_tx.clone();
+    let websocket = super::ws::SipWs::new(
+        endpoint_inner,
+        false,
+        cancel.child_token(),
+        Arc::new(move |peer| {
+            if closed_tx.try_send(Command::FlowClosed(peer)).is_err() {
+                warn!(%peer, "SIP dispatcher busy; the closed flow's bindings expire on their own");
+            }
+        }),
+    );
     info!(%local_addr, "SIP listening on UDP and TCP");
 
     tokio::spawn(async move {
@@ -220,6 +241,7 @@ pub async fn start(
         dialogs: handle_dialogs,
         contact: handle_contact,
         domain: handle_domain,
+        websocket,
     })
 }
 
@@ -240,6 +262,17 @@ impl Dispatcher {
         match cmd {
             Command::Lookup { aor, reply } => {
                 let _ = reply.send(self.registrar.lookup(&aor, self.clock.now_ms()));
+            }
+            Command::FlowClosed(peer) => {
+                let removed = self.registrar.drop_flow(peer);
+                for c in &removed {
+                    if let Change::Removed { aor, contact } = c {
+                        info!(%aor, %contact, %peer, "WebSocket closed: unregistered");
+                    }
+                }
+                self.persist(removed);
+                let now = self.clock.now_ms();
+                metrics::gauge!("hotline_registrations").set(self.registrar.live_count(now) as f64);
             }
         }
     }

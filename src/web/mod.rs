@@ -23,6 +23,8 @@ const FILES: &[(&str, &str, &str)] = &[
     ("/web/app.css", CSS, include_str!("assets/app.css")),
     ("/web/common.js", JS, include_str!("assets/common.js")),
     ("/web/desk.js", JS, include_str!("assets/desk.js")),
+    ("/web/softphone.js", JS, include_str!("assets/softphone.js")),
+    ("/web/sip.js", JS, include_str!("assets/sip.js")),
     ("/web/wallboard.js", JS, include_str!("assets/wallboard.js")),
     ("/web/reports.js", JS, include_str!("assets/reports.js")),
 ];

@@ -703,6 +703,7 @@ pub struct CallRow {
     pub ended_at: Option<i64>,
     pub wait_ms: i64,
     pub talk_ms: i64,
+    pub hold_ms: i64,
     pub recording: Option<String>,
     pub hangup_cause: String,
     pub hangup_side: String,
@@ -732,7 +733,7 @@ pub fn call_rows(server: &TestServer) -> Vec<CallRow> {
         };
         sqlx::query(
             "SELECT id, from_number, queue, agent_id, arrived_at, answered_at, ended_at, \
-             wait_ms, talk_ms, recording, hangup_cause, hangup_side, ivr_path \
+             wait_ms, talk_ms, hold_ms, recording, hangup_cause, hangup_side, ivr_path \
              FROM calls ORDER BY arrived_at, id",
         )
         .fetch_all(&mut c)
@@ -749,6 +750,7 @@ pub fn call_rows(server: &TestServer) -> Vec<CallRow> {
             ended_at: r.get("ended_at"),
             wait_ms: r.get("wait_ms"),
             talk_ms: r.get("talk_ms"),
+            hold_ms: r.get("hold_ms"),
             recording: r.get("recording"),
             hangup_cause: r.get("hangup_cause"),
             hangup_side: r.get("hangup_side"),

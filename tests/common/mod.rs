@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod campaign;
+pub mod web;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;

@@ -19,15 +19,16 @@ export const say = (event, extra = {}) => process.stdout.write(`${JSON.stringify
 /**
  * Chromium plus what a test keeps: screenshots (in ARTIFACTS), script
  * errors of every page, the pages (for a screenshot when failing).
+ * `args`: extra Chromium switches (a fake microphone, say).
  */
-export async function session() {
+export async function session({ args = [] } = {}) {
   const art = env('ARTIFACTS');
   mkdirSync(art, { recursive: true });
   const browser = await chromium.launch({
     executablePath: env('CHROMIUM', '/usr/bin/chromium'),
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...args],
   });
   const s = {
     browser,

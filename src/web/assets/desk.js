@@ -8,8 +8,23 @@
 // the agent calls a task (their own phone rings first, then the customer),
 // and records the survey answers on the form built from the server's
 // questions.
+//
+// Browser phone (浏览器话机, agents only): softphone.js registers over
+// WebSocket (/sip) with the agent's id and desk password and takes calls
+// over WebRTC; the panel has the switch (remembered in localStorage),
+// microphone choice, answer / reject / hang up / hold / mute and a DTMF
+// keypad. #phone-status carries data-state (off|registering|registered|
+// ringing|incall|ended|error) and data-seen, the trail of states since the
+// phone was switched on or the last call started ringing. URL parameters
+// (tests use them): ?phone=1 switches the phone on at load; ?autoanswer=1
+// answers incoming calls after 300 ms.
 
-import { api, chrome, connectEvents, dur, el, requireLogin, setConn, stateBadge, time, $, ApiError } from './common.js';
+import { api, chrome, connectEvents, dur, el, requireLogin, session, setConn, stateBadge, time, $, ApiError } from './common.js';
+
+// Before the login form: the browser phone needs the password typed there.
+const PHONE_HANDOVER = 'hotline.phone.handover';
+let phonePassword = takeHandedOverPassword();
+if (!session()) rememberLoginPassword();
 
 const root = $('#app');
 chrome('/desk');
@@ -74,6 +89,7 @@ root.replaceChildren(
           el('select', { id: 'nr-reason' }, REASONS.map((r) => el('option', { value: r }, r))),
           el('button', { id: 'btn-not-ready', class: 'secondary', onclick: () => setState('not_ready', $('#nr-reason').value) }, '未就绪 Not ready')),
         el('div', { id: 'state-msg', class: 'msg' })),
+      me.role === 'agent' ? el('div', { class: 'panel', id: 'phone-panel' }) : null,
       el('div', { class: 'panel script', id: 'script' }, el('h2', {}, '服务话术 Script'), el('div', { id: 'script-body', class: 'muted' }, '来电时显示 shown when a call arrives')),
       el('div', { class: 'panel' },
         el('h2', {}, '约定回电 Promised callbacks'),
@@ -736,6 +752,387 @@ async function submitSurvey(ev) {
   }
 }
 
+// ---------------------------------------------------------------- browser phone (浏览器话机)
+
+// The phone registers with the agent's SIP password, which is also the desk
+// login password. common.js reloads the page after a login, so the password
+// typed in its form is handed to the reloaded page through sessionStorage
+// for that one reload (written when the page goes away with a new agent
+// session, removed as soon as the next page reads it). After that it lives
+// only in this page's memory; a page opened with an existing session asks
+// for it in the panel.
+function takeHandedOverPassword() {
+  const raw = sessionStorage.getItem(PHONE_HANDOVER);
+  sessionStorage.removeItem(PHONE_HANDOVER);
+  try {
+    const handed = JSON.parse(raw || 'null');
+    const s = session();
+    return handed && s && s.id === handed.id ? handed.password : null;
+  } catch {
+    return null;
+  }
+}
+
+function rememberLoginPassword() {
+  let typed = null;
+  // Capture phase: runs before common.js's own submit handler.
+  document.addEventListener('submit', (e) => {
+    if (e.target.id === 'login-form') typed = { id: $('#login-id').value.trim(), password: $('#login-password').value };
+  }, true);
+  addEventListener('pagehide', () => {
+    const s = session();
+    if (typed && s && s.id === typed.id && s.role === 'agent') sessionStorage.setItem(PHONE_HANDOVER, JSON.stringify(typed));
+  });
+}
+
+const PHONE_ENABLED = 'hotline.phone.enabled';   // localStorage: '1' when the agent switched the phone on
+const PHONE_MIC = 'hotline.phone.mic';           // localStorage: the chosen microphone's deviceId
+const PHONE_LINGER_MS = 3000;                    // how long "ended" stays before the registration shows again
+const PHONE_KEYS = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '0', '#'];
+const PHONE_KEY_IDS = { '*': 'star', '#': 'hash' };
+const phoneParams = new URLSearchParams(location.search);
+
+const phone = {
+  Softphone: null,       // the class, from softphone.js (loaded when the panel starts)
+  ua: null,              // the Softphone while switched on
+  registration: 'off',   // off | registering | registered | error
+  error: '',             // shown with state error
+  needPassword: false,   // switched on without a password in memory: the panel asks for it
+  call: null,            // {caller, hotlineCall, customer, phase: 'ringing'|'incall', answering}
+  held: false,
+  endedAt: 0,
+  endedText: '',
+  seen: [],              // data-seen trail
+};
+
+const ENDED_TEXT = {
+  remote_bye: '对方已挂断 the other side hung up',
+  local_bye: '您已挂断 you hung up',
+  cancelled: '来电已取消 the caller hung up before the answer',
+  rejected: '已拒接 rejected',
+  failed: '通话失败 the call failed',
+};
+
+/** The panel's state: the call first, then a moment of "ended", then the registration. */
+function phoneState() {
+  if (phone.call) return phone.call.phase;
+  if (phone.endedAt && Date.now() - phone.endedAt < PHONE_LINGER_MS) return 'ended';
+  return phone.registration;
+}
+
+function phoneStatusText(state) {
+  const c = phone.call;
+  switch (state) {
+    case 'off': return phone.needPassword ? '未启用 off — 请输入密码 enter your password to switch the phone on' : '未启用 off';
+    case 'registering': return '正在注册… registering';
+    case 'registered': return '已注册 registered';
+    case 'ringing': return `来电 incoming call from ${c.caller || '未知号码 unknown number'}${c.answering ? ' — 正在接通… answering' : ''}`;
+    case 'incall': return ['通话中 in call', c.caller, phone.held ? '已保持 on hold' : '', phone.ua?.muted ? '已静音 muted' : ''].filter(Boolean).join(' · ');
+    case 'ended': return `已挂断 ended · ${phone.endedText}`;
+    default: return `错误 error: ${phone.error}`;
+  }
+}
+
+function renderPhone() {
+  const box = $('#phone-status');
+  if (!box) return;
+  const state = phoneState();
+  if (box.dataset.state !== state) phone.seen.push(state);
+  box.dataset.state = state;
+  box.dataset.seen = phone.seen.join(' ');
+  box.textContent = phoneStatusText(state);
+  const ringing = state === 'ringing';
+  const incall = state === 'incall';
+  ring(ringing && !phone.call.answering);
+  $('#phone-enable').checked = Boolean(phone.ua) || phone.needPassword;
+  $('#phone-password-form').classList.toggle('hidden', !phone.needPassword);
+  $('#phone-answer').disabled = !ringing || phone.call.answering;
+  $('#phone-reject').disabled = !ringing;
+  $('#phone-hangup').disabled = !incall;
+  $('#phone-hold').disabled = !incall || !holdTarget();
+  $('#phone-hold').textContent = phone.held ? '恢复 Resume' : '保持 Hold';
+  $('#phone-mute').disabled = !incall;
+  $('#phone-mute').textContent = phone.ua?.muted ? '取消静音 Unmute' : '静音 Mute';
+  for (const b of document.querySelectorAll('#phone-keypad button')) b.disabled = !incall;
+}
+
+// The ring while the browser phone rings: 425 Hz, 1 s on, 4 s off (the
+// Chinese ring cadence). Browsers let a page make sound only after the agent
+// has touched it; until then the pulsing status is the only sign.
+const ringer = { ctx: null, timer: 0 };
+
+function ringBeep() {
+  const ctx = ringer.ctx;
+  const osc = ctx.createOscillator();
+  const gain = ctx.createGain();
+  osc.frequency.value = 425;
+  gain.gain.value = 0.12;
+  osc.connect(gain).connect(ctx.destination);
+  osc.start();
+  osc.stop(ctx.currentTime + 1);
+}
+
+function ring(on) {
+  if (!on || ringer.timer) {
+    if (!on && ringer.timer) { clearInterval(ringer.timer); ringer.timer = 0; }
+    return;
+  }
+  try {
+    ringer.ctx ??= new AudioContext();
+    ringer.ctx.resume().catch(() => {});
+    ringBeep();
+    ringer.timer = setInterval(ringBeep, 5000);
+  } catch { /* no WebAudio: the status line still pulses */ }
+}
+
+/** Restart the trail (a new call, the phone switched on), then render. */
+function phoneTrailFrom() {
+  phone.seen = [];
+  $('#phone-status').dataset.state = '';
+}
+
+function phoneMsg(text, ok = false) {
+  msg('#phone-msg', text, ok);
+}
+
+const MIC_ERRORS = {
+  NotAllowedError: '麦克风权限被拒绝:请点击地址栏左侧的锁形图标,把"麦克风"设为"允许",然后再次接听。 Microphone access was denied: click the lock icon left of the address bar, set Microphone to Allow, then answer again.',
+  NotFoundError: '未找到麦克风:请接上耳麦后在上方选择。 No microphone found: plug in a headset and choose it above.',
+  NotReadableError: '麦克风被其他程序占用。 The microphone is in use by another program.',
+  OverconstrainedError: '所选麦克风已不可用,请重新选择。 The chosen microphone is gone: choose another one above.',
+  NotSupportedError: '此页面无法使用麦克风(需要 https 或 localhost)。 This page cannot use a microphone (it needs https or localhost).',
+};
+
+function showMicError(detail) {
+  const box = $('#phone-mic-error');
+  box.dataset.error = detail.name;
+  box.textContent = MIC_ERRORS[detail.name] || `麦克风错误 microphone error: ${detail.name}: ${detail.message}`;
+  box.classList.remove('hidden');
+}
+
+function clearMicError() {
+  const box = $('#phone-mic-error');
+  box.textContent = '';
+  delete box.dataset.error;
+  box.classList.add('hidden');
+}
+
+async function fillMicrophones() {
+  const sel = $('#phone-mic');
+  if (!phone.Softphone || !sel) return;
+  let mics = [];
+  try { mics = await phone.Softphone.microphones(); } catch { /* none listed */ }
+  const want = sel.value || localStorage.getItem(PHONE_MIC) || '';
+  sel.replaceChildren(el('option', { value: '' }, '默认麦克风 default microphone'),
+    ...mics.filter((m) => m.deviceId && m.deviceId !== 'default')
+      .map((m, i) => el('option', { value: m.deviceId }, m.label || `麦克风 microphone ${i + 1}`)));
+  sel.value = [...sel.options].some((o) => o.value === want) ? want : '';
+}
+
+async function chooseMicrophone() {
+  const id = $('#phone-mic').value;
+  localStorage.setItem(PHONE_MIC, id);
+  clearMicError();
+  try {
+    await phone.ua?.selectMicrophone(id);
+  } catch { /* shown by mic_error */ }
+}
+
+/** The hotline call to hold: the one the phone's INVITE named, else the desk's current call. */
+function holdTarget() {
+  if (phone.call?.hotlineCall) return phone.call.hotlineCall;
+  return st.current && st.current.phase === 'talking' ? st.current.id : null;
+}
+
+async function switchPhone(on) {
+  localStorage.setItem(PHONE_ENABLED, on ? '1' : '0');
+  if (on) await phoneOn();
+  else await phoneOff();
+}
+
+async function phoneOn() {
+  if (phone.ua) return;
+  phoneMsg('', true);
+  if (!phonePassword) {
+    phone.needPassword = true;
+    renderPhone();
+    $('#phone-password').focus();
+    return;
+  }
+  phone.needPassword = false;
+  if (!phone.Softphone) {
+    phone.registration = 'error';
+    phone.error = '话机模块未加载 the phone module did not load';
+    renderPhone();
+    return;
+  }
+  const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+  const ua = new phone.Softphone({ url: `${proto}://${location.host}/sip`, user: me.id, password: phonePassword, domain: location.hostname });
+  phone.ua = ua;
+  phone.registration = 'registering';
+  phoneTrailFrom();
+  // Events of a phone switched off since are stale.
+  const on = (type, fn) => ua.addEventListener(type, (e) => { if (phone.ua === ua) fn(e.detail); });
+  on('registered', () => {
+    phone.registration = 'registered';
+    phoneMsg('', true);
+    renderPhone();
+  });
+  on('unregistered', () => {
+    phone.registration = 'registering';
+    renderPhone();
+  });
+  on('connection', (d) => {
+    if (d.state === 'closed') phoneMsg('连接断开,正在重连… connection lost, reconnecting', false);
+  });
+  on('registration_failed', (d) => {
+    if (!d.final) {
+      // Not final (server error, timeout): the phone tries again by itself.
+      phoneMsg(`注册失败,稍后重试 registration failed (${d.status} ${d.reason}); retrying`, false);
+      return;
+    }
+    phone.ua = null;
+    phoneMsg('', true);
+    phone.registration = 'error';
+    phone.error = `注册失败 registration failed: ${d.status} ${d.reason}`;
+    if (d.status === 401 || d.status === 403 || d.status === 407) {
+      // Most likely a wrong password: forget it and ask.
+      phonePassword = null;
+      phone.error += ' — 请检查密码 check your password';
+      phone.needPassword = true;
+    }
+    renderPhone();
+  });
+  on('incoming', (d) => {
+    phone.call = { caller: d.caller, hotlineCall: d.hotlineCall, customer: d.customer, phase: 'ringing', answering: false };
+    phone.held = false;
+    phoneMsg('', true);
+    clearMicError();
+    phoneTrailFrom();
+    renderPhone();
+    if (phoneParams.get('autoanswer') === '1') setTimeout(phoneAnswer, 300);
+  });
+  on('connected', () => {
+    if (phone.call) phone.call.phase = 'incall';
+    renderPhone();
+    fillMicrophones(); // labels are known once the microphone was allowed
+  });
+  on('ended', (d) => {
+    phone.call = null;
+    phone.held = false;
+    phone.endedAt = Date.now();
+    phone.endedText = ENDED_TEXT[d.cause] || d.cause;
+    renderPhone();
+    setTimeout(renderPhone, PHONE_LINGER_MS + 50);
+  });
+  on('mic_error', showMicError);
+  renderPhone();
+  ua.start().catch(() => { /* reported by the events above */ });
+}
+
+async function phoneOff() {
+  const ua = phone.ua;
+  phone.ua = null;
+  phone.call = null;
+  phone.needPassword = false;
+  phone.registration = 'off';
+  phone.error = '';
+  phoneMsg('', true);
+  phoneTrailFrom();
+  renderPhone();
+  if (ua) await ua.stop();
+}
+
+async function phoneAnswer() {
+  const c = phone.call;
+  if (!phone.ua || !c || c.phase !== 'ringing' || c.answering) return;
+  c.answering = true;
+  clearMicError();
+  renderPhone();
+  try {
+    await phone.ua.answer({ deviceId: $('#phone-mic').value || undefined });
+  } catch (e) {
+    // Microphone problems came as mic_error; say what else went wrong.
+    if (!$('#phone-mic-error').dataset.error) phoneMsg(`接听失败 answer failed: ${e.message}`, false);
+  }
+  c.answering = false;
+  renderPhone();
+}
+
+async function phoneHold() {
+  const id = holdTarget();
+  if (!id) return;
+  const hold = !phone.held;
+  $('#phone-hold').disabled = true;
+  try {
+    const r = await api(`/api/calls/${encodeURIComponent(id)}/hold`, { method: 'POST', body: { hold } });
+    phone.held = Boolean(r.held);
+    phoneMsg(phone.held ? '客户已保持(听等待音乐) the caller is on hold' : '已恢复通话 back with the caller', true);
+  } catch (e) {
+    phoneMsg(`${hold ? '保持' : '恢复'}失败 ${hold ? 'hold' : 'resume'} failed: ${e.message}`, false);
+  }
+  renderPhone();
+}
+
+function phoneDtmf(key) {
+  if (!phone.ua?.sendDtmf(key)) return;
+  const shown = $('#phone-dtmf');
+  shown.textContent = (shown.textContent + key).slice(-24);
+}
+
+async function initPhone() {
+  const keypad = el('div', { class: 'keypad', id: 'phone-keypad' },
+    PHONE_KEYS.map((k) => el('button', { class: 'secondary', id: `phone-key-${PHONE_KEY_IDS[k] || k}`, 'data-key': k, disabled: true, onclick: () => phoneDtmf(k) }, k)));
+  $('#phone-panel').replaceChildren(
+    el('div', { class: 'row' },
+      el('h2', { style: 'margin:0' }, '浏览器话机 Browser phone'),
+      el('label', { class: 'switch', style: 'margin:0 0 0 auto' },
+        el('input', { type: 'checkbox', id: 'phone-enable', onchange: (e) => switchPhone(e.target.checked) }),
+        ' 启用 Enable')),
+    el('div', { id: 'phone-status', class: 'phone-status', role: 'status', 'data-state': 'off', 'data-seen': '' }, '未启用 off'),
+    el('form', {
+      id: 'phone-password-form', class: 'row hidden',
+      onsubmit: (e) => {
+        e.preventDefault();
+        phonePassword = $('#phone-password').value || null;
+        $('#phone-password').value = '';
+        phone.needPassword = false;
+        phoneOn();
+      },
+    },
+      el('input', { id: 'phone-password', type: 'password', autocomplete: 'current-password', placeholder: '登录密码 your desk password' }),
+      el('button', { type: 'submit', id: 'phone-password-submit' }, '启用 Enable')),
+    el('label', { for: 'phone-mic' }, '麦克风 Microphone'),
+    el('select', { id: 'phone-mic', style: 'width:100%', onchange: chooseMicrophone }, el('option', { value: '' }, '默认麦克风 default microphone')),
+    el('div', { class: 'row', style: 'margin-top:10px' },
+      el('button', { id: 'phone-answer', class: 'answer', disabled: true, onclick: phoneAnswer }, '接听 Answer'),
+      el('button', { id: 'phone-reject', class: 'danger', disabled: true, onclick: () => phone.ua?.reject(486) }, '拒接 Reject'),
+      el('button', { id: 'phone-hangup', class: 'danger', disabled: true, onclick: () => phone.ua?.hangup() }, '挂断 Hang up'),
+      el('button', { id: 'phone-hold', class: 'secondary', disabled: true, onclick: phoneHold }, '保持 Hold'),
+      el('button', { id: 'phone-mute', class: 'secondary', disabled: true, onclick: () => { phone.ua?.setMuted(!phone.ua.muted); renderPhone(); } }, '静音 Mute')),
+    el('div', { class: 'row', style: 'margin-top:10px;align-items:flex-start' },
+      keypad,
+      el('div', { class: 'small muted' }, '按键 keys sent:', el('div', { id: 'phone-dtmf', class: 'dtmf-sent' }))),
+    el('div', { id: 'phone-mic-error', class: 'msg err hidden', role: 'alert' }),
+    el('div', { id: 'phone-msg', class: 'msg' }));
+  phone.seen = ['off'];
+  $('#phone-status').dataset.seen = 'off';
+  try {
+    ({ Softphone: phone.Softphone } = await import('./softphone.js'));
+  } catch (e) {
+    phone.registration = 'error';
+    phone.error = `话机模块未加载 the phone module did not load: ${e.message}`;
+    renderPhone();
+    return;
+  }
+  await fillMicrophones();
+  navigator.mediaDevices?.addEventListener?.('devicechange', fillMicrophones);
+  // Best effort: unregister when the desk goes away (the server also drops a closed flow).
+  addEventListener('pagehide', () => { phone.ua?.stop(); });
+  if (phoneParams.get('phone') === '1' || localStorage.getItem(PHONE_ENABLED) === '1') await phoneOn();
+  else renderPhone();
+}
+
 setInterval(() => {
   if (st.since) $('#my-since').textContent = `已持续 ${dur(now() - st.since)}`;
 }, 1000);
@@ -747,3 +1144,5 @@ connectEvents(onMessage, setConn);
 loadCallbacks();
 loadTasks();
 setInterval(loadTasks, 30000);
+if (me.role === 'agent') initPhone();
+

@@ -1,4 +1,5 @@
-//! SIP over WebSocket (RFC 7118) on hotline's own HTTP listener.
+//! SIP over WebSocket (RFC 7118) on hotline's own HTTP listener: how browser
+//! softphones (the agent desk) register and are called.
 //!
 //! rsipstack 0.7.14 has a WebSocket transport, but only one that binds its
 //! own TCP port (`WebSocketListenerConnection::serve_listener`) or dials out
@@ -38,6 +39,8 @@ use rsipstack::transport::{SipAddr, SipConnection, TransportEvent};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::wire::{self, Verdict};
+
 /// The WebSocket subprotocol of RFC 7118 §4.
 pub const SUBPROTOCOL: &str = "sip";
 
@@ -49,26 +52,13 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// send waits (bounded: a browser that stops reading cannot grow memory).
 const OUTBOUND_QUEUE: usize = 64;
 
-/// What a frame check says about one received frame (the shape of
-/// hotline's `sip::wire::Verdict`, so `wire::inspect_datagram` plugs in).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FrameVerdict {
-    /// Hand it to the stack.
-    Pass,
-    /// Send these bytes back on the socket (a stateless 4xx/5xx) and drop it.
-    Reply(Vec<u8>),
-    /// Drop it silently.
-    Drop,
-}
-
-/// Checks a frame before the stack's lenient parser sees it.
-pub type FrameCheck = Arc<dyn Fn(&[u8]) -> FrameVerdict + Send + Sync>;
-
 /// State of the `/sip` route.
 #[derive(Clone)]
 pub struct SipWs {
     endpoint: Arc<EndpointInner>,
-    check: Option<FrameCheck>,
+    /// Told the browser's address when its socket closes: its registrations
+    /// die with the flow (RFC 5626 style), nothing can reach it any more.
+    on_close: Arc<dyn Fn(SocketAddr) + Send + Sync>,
     /// Wss when the HTTP listener has TLS: it goes into the connection's
     /// address, so Via `received`/flow matching name the right transport.
     transport: Transport,
@@ -78,10 +68,15 @@ pub struct SipWs {
 impl SipWs {
     /// A bridge into `endpoint`'s transport layer. `secure` when `/sip` is
     /// served over HTTPS (then it is `wss:`).
-    pub fn new(endpoint: Arc<EndpointInner>, secure: bool, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(
+        endpoint: Arc<EndpointInner>,
+        secure: bool,
+        cancel: CancellationToken,
+        on_close: Arc<dyn Fn(SocketAddr) + Send + Sync>,
+    ) -> Self {
         Self {
             endpoint,
-            check: None,
+            on_close,
             transport: if secure {
                 Transport::Wss
             } else {
@@ -89,14 +84,6 @@ impl SipWs {
             },
             cancel,
         }
-    }
-
-    /// Runs `check` on every frame first, as `sip::socket` runs
-    /// `wire::inspect_datagram` on every UDP datagram, so malformed requests
-    /// get the same stateless answers over WebSocket.
-    pub fn with_frame_check(mut self, check: FrameCheck) -> Self {
-        self.check = Some(check);
-        self
     }
 }
 
@@ -123,7 +110,7 @@ pub async fn upgrade(
 }
 
 /// Runs one browser's SIP connection until either side closes.
-pub async fn bridge(mut socket: WebSocket, peer: SocketAddr, state: SipWs) {
+async fn bridge(mut socket: WebSocket, peer: SocketAddr, state: SipWs) {
     let addr = SipAddr {
         r#type: Some(state.transport),
         addr: peer.into(),
@@ -165,17 +152,22 @@ pub async fn bridge(mut socket: WebSocket, peer: SocketAddr, state: SipWs) {
                     Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 };
-                if let Some(check) = &state.check {
-                    match check(text.as_bytes()) {
-                        FrameVerdict::Pass => {}
-                        FrameVerdict::Drop => continue,
-                        FrameVerdict::Reply(bytes) => {
-                            let reply = String::from_utf8_lossy(&bytes).into_owned();
-                            if socket.send(Message::Text(reply.into())).await.is_err() {
-                                break;
-                            }
-                            continue;
+                // The same wire checks as a UDP datagram: malformed requests
+                // get their stateless 4xx/5xx before the stack's lenient parser.
+                match wire::inspect_datagram(text.as_bytes()) {
+                    Verdict::Pass => {}
+                    Verdict::Drop(why) => {
+                        tracing::debug!(%peer, why, "SIP over WebSocket: frame dropped");
+                        continue;
+                    }
+                    Verdict::Reply { status, reason, bytes } => {
+                        tracing::warn!(%peer, status, %reason, "malformed request answered");
+                        super::count_response(status);
+                        let reply = String::from_utf8_lossy(&bytes).into_owned();
+                        if socket.send(Message::Text(reply.into())).await.is_err() {
+                            break;
                         }
+                        continue;
                     }
                 }
                 match on_frame(&text, peer, state.transport, &sip_conn, &addr) {
@@ -213,6 +205,7 @@ pub async fn bridge(mut socket: WebSocket, peer: SocketAddr, state: SipWs) {
     drop(to_stack);
     layer.remove_connection(&sip_conn);
     conn_cancel.cancel();
+    (state.on_close)(peer);
     tracing::debug!(%peer, "SIP over WebSocket closed");
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 
-use crate::error::LegError;
+use crate::browser::error::LegError;
 
 /// Where browser legs bind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -38,14 +38,14 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
-use crate::dtmf::DigitDetector;
-use crate::error::LegError;
-use crate::frame::{G711Frame, InboundFrame, Reframer, CLOCK_RATE, FRAME_SAMPLES, G711};
-use crate::ports::{PortPolicy, PortPool};
-use crate::sdp::{negotiated, reachable_candidates, restrict_offer, Negotiated};
+use crate::browser::error::LegError;
+use crate::browser::frame::{G711Frame, InboundFrame, Reframer, CLOCK_RATE, FRAME_SAMPLES, G711};
+use crate::browser::ports::{PortPolicy, PortPool};
+use crate::browser::sdp::{negotiated, reachable_candidates, restrict_offer, Negotiated};
+use crate::media::dtmf::DtmfReceiver;
 
 /// The payload type we offer for 8 kHz telephone-event when we are the
-/// offerer; as answerer the browser's number is reused (see [`crate::sdp`]).
+/// offerer; as answerer the browser's number is reused (see [`crate::browser::sdp`]).
 const TELEPHONE_EVENT_PT: u8 = 101;
 
 /// How browser legs are set up. One value per hotline process.
@@ -301,7 +301,7 @@ struct TrackReader {
 impl TrackReader {
     async fn run(self, track: Arc<dyn TrackRemote>) {
         let mut reframer = Reframer::default();
-        let mut digits = DigitDetector::default();
+        let mut digits = DtmfReceiver::new();
         while let Some(event) = track.poll().await {
             let TrackRemoteEvent::OnRtpPacket(packet) = event else {
                 continue;
@@ -397,7 +397,7 @@ struct WebRtcLeg {
     local_addr: SocketAddr,
     counters: Arc<Counters>,
     // Held for the leg's lifetime: the port returns to the pool on drop.
-    _lease: crate::ports::PortLease,
+    _lease: crate::browser::ports::PortLease,
 }
 
 #[async_trait::async_trait]
@@ -434,7 +434,7 @@ impl Drop for WebRtcLeg {
 /// needs, waiting for the SDP exchange to finish.
 struct Setup {
     pc: Arc<dyn PeerConnection>,
-    lease: crate::ports::PortLease,
+    lease: crate::browser::ports::PortLease,
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
     events: mpsc::Receiver<LegEvent>,

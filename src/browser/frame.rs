@@ -25,48 +25,9 @@ pub const CLOCK_RATE: u32 = 8000;
 /// One 20 ms frame of G.711 payload, in the law named by the leg's [`G711`].
 pub type G711Frame = [u8; FRAME_SAMPLES];
 
-/// The two G.711 laws a browser leg speaks. No other audio codec is
-/// negotiated: hotline's media engine is G.711 end to end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum G711 {
-    /// μ-law, static payload type 0.
-    Pcmu,
-    /// A-law, static payload type 8.
-    Pcma,
-}
-
-impl G711 {
-    /// The static RTP payload type (RFC 3551).
-    pub fn payload_type(self) -> u8 {
-        match self {
-            G711::Pcmu => 0,
-            G711::Pcma => 8,
-        }
-    }
-
-    /// The encoding name used in `a=rtpmap` (case-insensitive on the wire).
-    pub fn encoding_name(self) -> &'static str {
-        match self {
-            G711::Pcmu => "PCMU",
-            G711::Pcma => "PCMA",
-        }
-    }
-
-    /// The byte that encodes silence (zero amplitude) in this law; used to
-    /// pad a short frame.
-    pub fn silence(self) -> u8 {
-        match self {
-            G711::Pcmu => 0xFF,
-            G711::Pcma => 0xD5,
-        }
-    }
-}
-
-impl fmt::Display for G711 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.encoding_name())
-    }
-}
+/// The G.711 laws: the media engine's own enum, so a browser frame and an
+/// RTP frame name their law the same way.
+pub use crate::media::g711::G711;
 
 /// A frame received from the browser, with the RTP facts a jitter buffer or
 /// recorder may want. `Copy` and allocation-free.
@@ -176,12 +137,5 @@ mod tests {
         r.push(0, &[1u8; 80], |ts, _| out.push(ts));
         r.push(800, &[2u8; 160], |ts, _| out.push(ts));
         assert_eq!(out, vec![800]);
-    }
-
-    #[test]
-    fn laws_name_their_payload_types() {
-        assert_eq!(G711::Pcmu.payload_type(), 0);
-        assert_eq!(G711::Pcma.payload_type(), 8);
-        assert_eq!(G711::Pcma.to_string(), "PCMA");
     }
 }

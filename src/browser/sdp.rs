@@ -4,7 +4,7 @@
 //! Chromium numbers telephone-event dynamically (126 for 8 kHz today), so the
 //! leg learns the numbers from its own final answer instead of assuming them.
 
-use crate::frame::G711;
+use crate::browser::frame::G711;
 
 /// The payload types negotiated for the audio m-line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,0 @@
-pub mod audio;
-pub mod browser;
-pub mod drive;
-pub mod sip;
