@@ -127,7 +127,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .media
             .webrtc_port_policy()
             .map_err(|e| anyhow::anyhow!("media.webrtc_ports: {e}"))?;
-        crate::browser::WebRtcMedia::new(legs).context("cannot set up browser softphone legs")?
+        let legs = crate::browser::WebRtcMedia::new(legs)
+            .context("cannot set up browser softphone legs")?;
+        let legs: Arc<dyn crate::browser::BrowserMedia> = Arc::new(legs);
+        legs
     };
     check_queues(&routing_rx.borrow(), &config)?;
     let service_prompts_dir = prompts_dir(&config, &routing_rx.borrow());
@@ -179,6 +182,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         clock.clone(),
         events.clone(),
         acd.clone(),
+        browsers.clone(),
         cancel.clone(),
     )? {
         Some((handle, task)) => (Some(handle), Some(task)),
@@ -205,7 +209,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             ownership_ms: u64::from(config.acd.ownership_days) * 86_400_000,
             transfer_numbers: config.acd.transfer_numbers.clone(),
             transfer_gateway: config.acd.transfer_gateway,
-            browsers: Arc::new(browsers),
+            browsers,
         }),
     );
 

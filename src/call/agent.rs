@@ -926,9 +926,9 @@ impl Service {
         // A browser softphone (registered over WebSocket) gets a WebRTC offer;
         // a phone or gateway an RTP one.
         let (media, offer) = if is_websocket(&transport) {
-            PartyMedia::browser(&self.deps.browsers, &self.deps.media, customer, tx).await?
+            PartyMedia::browser(&self.deps.browsers, &self.deps.media, Some(customer), tx).await?
         } else {
-            let media = PartyMedia::rtp(&self.deps.media, customer, tx)
+            let media = PartyMedia::rtp(&self.deps.media, Some(customer), tx)
                 .map_err(|e| format!("no media port: {e}"))?;
             let offer = sdp::write_offer(self.session_id, 1, media.local_addr());
             (media, offer)

@@ -17,11 +17,12 @@ use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::outbound::{trunk_call, CallJob, CallResult, OutboundDeps};
+use super::party::PartyMedia;
 use crate::acd::Input;
 use crate::events::Event;
 use crate::media::engine::{MediaEvent, MediaSession};
 use crate::media::prompt::Prompt;
-use crate::sip::leg::{Leg, LegEvent, OutboundCall};
+use crate::sip::leg::{is_websocket, Leg, LegEvent, OutboundCall};
 use crate::sip::sdp;
 use crate::store::{CallCompletion, WriteOp};
 
@@ -82,9 +83,11 @@ enum Phase {
 }
 
 /// One side of the call: its SIP leg and media session.
-struct Side {
+/// One leg of the callback: the customer's (RTP through the trunk) or the
+/// agent's (a phone, or the desk's browser phone: [`PartyMedia`]).
+struct Side<M = MediaSession> {
     leg: Leg,
-    media: MediaSession,
+    media: M,
 }
 
 struct CallbackCall {
@@ -93,7 +96,7 @@ struct CallbackCall {
     agent: String,
     session_id: u64,
     phase: Phase,
-    agent_side: Option<Side>,
+    agent_side: Option<Side<PartyMedia>>,
     customer: Option<Side>,
     /// The customer's leg events, once dialled.
     customer_events: Option<mpsc::UnboundedReceiver<LegEvent>>,
@@ -205,18 +208,26 @@ impl CallbackCall {
             .into_iter()
             .next()
             .ok_or_else(|| "agent_unregistered".to_string())?;
-        let media = self
-            .deps
-            .media
-            .open(media_tx)
-            .map_err(|_| "no_media_port".to_string())?;
+        let (media, offer) = if is_websocket(&binding.transport) {
+            PartyMedia::browser(&self.deps.browsers, &self.deps.media, None, media_tx)
+                .await
+                .map_err(|e| {
+                    warn!(error = %e, "no browser leg for the agent");
+                    "no_media_port".to_string()
+                })?
+        } else {
+            let media = PartyMedia::rtp(&self.deps.media, None, media_tx)
+                .map_err(|_| "no_media_port".to_string())?;
+            let offer = sdp::write_offer(self.session_id, 1, media.local_addr());
+            (media, offer)
+        };
         let call = OutboundCall {
             target: binding.contact.clone(),
             destination: binding.source,
             transport: binding.transport.clone(),
             from_user: self.job.phone.clone(),
             from_display: None,
-            sdp: sdp::write_offer(self.session_id, 1, media.local_addr()),
+            sdp: offer,
             headers: vec![
                 ("X-Hotline-Call".to_string(), self.job.call_id.clone()),
                 (
@@ -248,15 +259,15 @@ impl CallbackCall {
         match ev {
             None => self.hang_up_all("agent_dialog_lost").await,
             Some(LegEvent::Answered { sdp: answer }) if self.phase == Phase::AgentRinging => {
-                let usable = answer.as_deref().map(super::negotiate);
-                let Some(Ok(n)) = usable else {
-                    warn!("the agent's phone answered without a usable SDP");
+                let answered = match self.agent_side.as_mut() {
+                    Some(a) => a.media.answered(answer.as_deref(), &a.leg).await,
+                    None => Err("no agent leg".to_string()),
+                };
+                if let Err(e) = answered {
+                    warn!(error = %e, "the agent's phone answered without a usable SDP");
                     self.result.not_sent = true;
                     self.hang_up_all("agent_no_answer_sdp").await;
                     return;
-                };
-                if let Some(a) = &self.agent_side {
-                    a.media.configure(super::params(&n));
                 }
                 self.agent_answered_ms = Some(self.deps.clock.now_ms());
                 if let Some(acd) = &self.deps.acd {
@@ -423,15 +434,20 @@ impl CallbackCall {
 
     /// Answer a re-INVITE (hold, session refresh) of either side.
     fn reoffer(&self, body: Option<&str>, agent: bool) -> Option<String> {
-        let side = if agent {
-            self.agent_side.as_ref()
+        let media: &MediaSession = if agent {
+            let side = self.agent_side.as_ref()?;
+            if side.media.is_browser() {
+                // A browser leg's WebRTC session is never renegotiated.
+                return None;
+            }
+            &side.media
         } else {
-            self.customer.as_ref()
-        }?;
-        let addr = side.media.local_addr();
+            &self.customer.as_ref()?.media
+        };
+        let addr = media.local_addr();
         match body.map(super::negotiate) {
             Some(Ok(n)) => {
-                side.media.configure(super::params(&n));
+                media.configure(super::params(&n));
                 Some(sdp::write(
                     self.session_id,
                     2,

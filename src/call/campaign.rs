@@ -927,6 +927,7 @@ pub fn start(
     clock: Arc<dyn crate::clock::Clock>,
     events: crate::events::EventHub,
     acd: super::acd::AcdHandle,
+    browsers: Arc<dyn crate::browser::BrowserMedia>,
     cancel: CancellationToken,
 ) -> anyhow::Result<Option<(CampaignHandle, tokio::task::JoinHandle<()>)>> {
     let Some((campaign, trunk)) = config.campaign_trunk() else {
@@ -966,6 +967,7 @@ pub fn start(
         wrap_up_ms: campaign.wrap_up_secs.saturating_mul(1000),
         record: config.acd.record,
         recordings: config.resolve(&config.recordings.dir),
+        browsers,
     });
     info!(trunk = %trunk.name, address = %address, mode = %campaign.mode, "callback campaign enabled");
     let (handle, task) = spawn(

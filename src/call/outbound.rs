@@ -45,6 +45,8 @@ pub struct OutboundDeps {
     pub wrap_up_ms: u64,
     pub record: bool,
     pub recordings: std::path::PathBuf,
+    /// WebRTC legs for agents registered from the desk's browser phone.
+    pub browsers: Arc<dyn crate::browser::BrowserMedia>,
 }
 
 /// One call to place.

@@ -39,24 +39,29 @@ impl Deref for PartyMedia {
 }
 
 impl PartyMedia {
-    /// An RTP session beside `customer`; the SDP offer names its port.
+    /// An RTP session beside `near` (the customer it will be bridged to), or
+    /// on any worker; the SDP offer names its port.
     pub fn rtp(
         media: &MediaEngine,
-        customer: &MediaSession,
+        near: Option<&MediaSession>,
         events: UnboundedSender<MediaEvent>,
     ) -> std::io::Result<Self> {
+        let session = match near {
+            Some(customer) => media.open_near(customer, events)?,
+            None => media.open(events)?,
+        };
         Ok(Self {
-            session: media.open_near(customer, events)?,
+            session,
             kind: Kind::Rtp,
         })
     }
 
-    /// A browser leg beside `customer`: the WebRTC offer for the INVITE and
-    /// the media that will carry it once answered.
+    /// A browser leg beside `near` (or on any worker): the WebRTC offer for
+    /// the INVITE and the media that will carry it once answered.
     pub async fn browser(
         browsers: &Arc<dyn BrowserMedia>,
         media: &MediaEngine,
-        customer: &MediaSession,
+        near: Option<&MediaSession>,
         events: UnboundedSender<MediaEvent>,
     ) -> Result<(Self, String), String> {
         let offered = browsers
@@ -65,7 +70,7 @@ impl PartyMedia {
             .map_err(|e| format!("no browser leg: {e}"))?;
         let sdp = offered.sdp.clone();
         let session = media
-            .open_browser_near(customer, events)
+            .open_browser(near, events)
             .map_err(|e| format!("no media session: {e}"))?;
         Ok((
             Self {

@@ -251,19 +251,21 @@ impl MediaEngine {
         self.open_on(id, peer.worker_index, events, false)
     }
 
-    /// Open a session for a browser softphone beside `peer` (the customer).
-    /// It carries no audio until [`MediaSession::attach_browser`] hands it the
-    /// WebRTC leg's frames, once the browser has answered.
-    pub fn open_browser_near(
+    /// Open a session for a browser softphone, beside `near` (the customer,
+    /// to be bridged) or on the next worker. It carries no audio until
+    /// [`MediaSession::attach_browser`] hands it the WebRTC leg's frames,
+    /// once the browser has answered.
+    pub fn open_browser(
         &self,
-        peer: &MediaSession,
+        near: Option<&MediaSession>,
         events: UnboundedSender<MediaEvent>,
     ) -> io::Result<MediaSession> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let worker = self.worker(peer.worker_index)?;
+        let index = near.map_or((id as usize) % self.workers.len(), |p| p.worker_index);
+        let worker = self.worker(index)?;
         let mut session = Session::new(id, SessionIo::Browser(None), events);
         session.inband_enabled = false;
-        self.add(id, peer.worker_index, worker, session, NO_ADDRESS)
+        self.add(id, index, worker, session, NO_ADDRESS)
     }
 
     fn worker(&self, index: usize) -> io::Result<Sender<Control>> {
@@ -330,7 +332,7 @@ impl MediaSession {
         let _ = self.worker.send(Control::Configure(self.id, params));
     }
 
-    /// Hand a browser session (from [`MediaEngine::open_browser_near`]) its
+    /// Hand a browser session (from [`MediaEngine::open_browser`]) its
     /// WebRTC leg's frames: it sends and receives in `ends.codec` from now on.
     pub fn attach_browser(&self, ends: MediaEnds) {
         let _ = self

@@ -793,7 +793,8 @@ const PHONE_KEY_IDS = { '*': 'star', '#': 'hash' };
 const phoneParams = new URLSearchParams(location.search);
 
 const phone = {
-  Softphone: null,       // the class, from softphone.js (loaded when the panel starts)
+  module: null,          // import('./softphone.js'), started with the panel
+  Softphone: null,       // the class from it
   ua: null,              // the Softphone while switched on
   registration: 'off',   // off | registering | registered | error
   error: '',             // shown with state error
@@ -960,12 +961,15 @@ async function phoneOn() {
     return;
   }
   phone.needPassword = false;
-  if (!phone.Softphone) {
+  try {
+    ({ Softphone: phone.Softphone } = await phone.module);
+  } catch (e) {
     phone.registration = 'error';
-    phone.error = '话机模块未加载 the phone module did not load';
+    phone.error = `话机模块未加载 the phone module did not load: ${e.message}`;
     renderPhone();
     return;
   }
+  if (phone.ua) return; // switched on twice while the module loaded
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
   const ua = new phone.Softphone({ url: `${proto}://${location.host}/sip`, user: me.id, password: phonePassword, domain: location.hostname });
   phone.ua = ua;
@@ -1117,8 +1121,11 @@ async function initPhone() {
     el('div', { id: 'phone-msg', class: 'msg' }));
   phone.seen = ['off'];
   $('#phone-status').dataset.seen = 'off';
+  // Loaded here, not imported at the top: supervisors never need it, and a
+  // desk without the module still works.
+  phone.module = import('./softphone.js');
   try {
-    ({ Softphone: phone.Softphone } = await import('./softphone.js'));
+    ({ Softphone: phone.Softphone } = await phone.module);
   } catch (e) {
     phone.registration = 'error';
     phone.error = `话机模块未加载 the phone module did not load: ${e.message}`;
