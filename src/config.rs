@@ -108,6 +108,13 @@ fn default_auth_block() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// PEM certificate chain and private key: HTTPS on `listen` (and `wss:`
+    /// for browser phones; browsers give a page on another host the
+    /// microphone only over HTTPS). Both or neither.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -493,6 +500,14 @@ impl Config {
                     "sip.digest_algorithms: expected a non-empty list of \"MD5\" and \"SHA-256\", got {:?}",
                     cfg.sip.digest_algorithms
                 ),
+            ));
+        }
+        if cfg.http.tls_cert.is_some() != cfg.http.tls_key.is_some() {
+            errors.push(err(
+                locate
+                    .key(&["http", "tls_cert"])
+                    .or_else(|| locate.key(&["http", "tls_key"])),
+                "http: tls_cert and tls_key go together (HTTPS needs both)".into(),
             ));
         }
         if cfg.sip.listen == cfg.http.listen {

@@ -229,20 +229,47 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .with_campaign(campaign);
     crate::api::spawn_queue_stats(&api_state, std::time::Duration::from_secs(2));
     let app = crate::api::router(api_state);
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::api::tls::server_config(
+            &config.resolve(cert),
+            &config.resolve(key),
+        )?),
+        _ => None,
+    };
+    let https = tls.is_some();
     let http_cancel = cancel.clone();
+    let accept_cancel = cancel.clone();
     tokio::spawn(async move {
         let shutdown = async move { http_cancel.cancelled().await };
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        if let Err(e) = axum::serve(http, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        let served = match tls {
+            Some(tls) => {
+                use axum::serve::ListenerExt as _;
+                // tap_io: axum hands the peer address to ConnectInfo for
+                // any listener it wraps.
+                match crate::api::tls::TlsListener::new(http, tls, accept_cancel) {
+                    Ok(l) => {
+                        axum::serve(l.tap_io(|_| ()), app)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => {
+                axum::serve(http, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
     info!(
         sip = %sip.local_addr,
         http = %http_addr,
+        https,
         startup_ms = started.elapsed().as_millis() as u64,
         "hotline ready"
     );

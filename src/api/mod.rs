@@ -21,6 +21,7 @@ mod live;
 pub mod live_calls;
 pub mod openapi;
 pub mod reports;
+pub mod tls;
 pub mod work_orders;
 mod ws;
 
@@ -69,6 +70,8 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// The SIP server, to check a supervisor's phone before calling it in.
     pub sip: Option<crate::sip::SipHandle>,
+    /// Served over HTTPS: `/sip` is `wss:`.
+    pub https: bool,
     /// Outside numbers a call may be transferred to (`[acd] transfer_numbers`).
     pub transfer_numbers: Arc<Vec<String>>,
     /// Calling hours and windows (second callbacks are planned with them).
@@ -114,6 +117,7 @@ impl ApiState {
             live_calls,
             clock,
             max_body_bytes: config.api.max_body_bytes,
+            https: config.http.tls_cert.is_some(),
             sip: None,
             transfer_numbers: Arc::new(config.acd.transfer_numbers.clone()),
             callback_rules: Arc::new(config.callback_rules()),
@@ -296,12 +300,12 @@ pub fn router(state: ApiState) -> Router {
         app = app.route(path, route);
     }
     // SIP over WebSocket for browser softphones (RFC 7118): same origin and
-    // port as the desk page. Needs the peer address: serve with
-    // `into_make_service_with_connect_info::<SocketAddr>()`.
+    // port as the desk page (wss: under HTTPS). Needs the peer address: serve
+    // with `into_make_service_with_connect_info::<SocketAddr>()`.
     let sip_ws = state.sip.as_ref().map(|sip| {
         Router::new()
             .route("/sip", get(crate::sip::ws::upgrade))
-            .with_state(sip.websocket())
+            .with_state(sip.websocket(state.https))
     });
     // The web pages (outside /api, so not in the OpenAPI document).
     let app = app

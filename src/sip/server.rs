@@ -67,9 +67,9 @@ pub struct SipHandle {
 
 impl SipHandle {
     /// State of the `/sip` WebSocket route (SIP over WebSocket for browser
-    /// softphones), served on the HTTP listener.
-    pub fn websocket(&self) -> super::ws::SipWs {
-        self.websocket.clone()
+    /// softphones), served on the HTTP listener; `secure` under HTTPS (wss:).
+    pub fn websocket(&self, secure: bool) -> super::ws::SipWs {
+        self.websocket.clone().secure(secure)
     }
 
     /// Place an outbound call (an agent's phone, a customer through a trunk).
@@ -209,7 +209,6 @@ pub async fn start(
     let closed_tx = cmd_tx.clone();
     let websocket = super::ws::SipWs::new(
         endpoint_inner,
-        false,
         cancel.child_token(),
         Arc::new(move |peer| {
             if closed_tx.try_send(Command::FlowClosed(peer)).is_err() {
@@ -492,7 +491,7 @@ impl Dispatcher {
                 for c in &changes {
                     match c {
                         Change::Saved(b) => {
-                            info!(aor = %b.aor, contact = %b.contact, %source, expires_s = b.remaining_secs(now), "registered")
+                            info!(aor = %b.aor, contact = %b.contact, %source, transport = %b.transport, expires_s = b.remaining_secs(now), "registered")
                         }
                         Change::Removed { aor, contact } => info!(%aor, %contact, "unregistered"),
                     }

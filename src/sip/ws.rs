@@ -66,24 +66,30 @@ pub struct SipWs {
 }
 
 impl SipWs {
-    /// A bridge into `endpoint`'s transport layer. `secure` when `/sip` is
-    /// served over HTTPS (then it is `wss:`).
+    /// A bridge into `endpoint`'s transport layer (plain `ws:` until
+    /// [`secure`](Self::secure)).
     pub(crate) fn new(
         endpoint: Arc<EndpointInner>,
-        secure: bool,
         cancel: CancellationToken,
         on_close: Arc<dyn Fn(SocketAddr) + Send + Sync>,
     ) -> Self {
         Self {
             endpoint,
             on_close,
-            transport: if secure {
-                Transport::Wss
-            } else {
-                Transport::Ws
-            },
+            transport: Transport::Ws,
             cancel,
         }
+    }
+
+    /// Served over HTTPS: connections are `wss:` (in Via matching and the
+    /// bindings' transport).
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.transport = if secure {
+            Transport::Wss
+        } else {
+            Transport::Ws
+        };
+        self
     }
 }
 

@@ -174,6 +174,9 @@ pub struct ServerBuilder {
     /// Symbolic links (name in the server's directory, target) made before
     /// the server starts.
     pub links: Vec<(String, PathBuf)>,
+    /// `[http] tls_cert`, `tls_key`: HTTPS (the plain-HTTP helpers then do
+    /// not apply; readiness is the "hotline ready" log line).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for ServerBuilder {
@@ -197,6 +200,7 @@ impl Default for ServerBuilder {
             rtp_ports: None,
             answer_delay_ms: None,
             links: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -251,6 +255,11 @@ impl ServerBuilder {
         self.links.push((name.to_string(), target.to_path_buf()));
         self
     }
+    /// Serve HTTP over TLS with this PEM certificate chain and key.
+    pub fn https(mut self, cert: &Path, key: &Path) -> Self {
+        self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        self
+    }
     /// Send 180 and answer after this delay.
     pub fn answer_delay_ms(mut self, ms: u64) -> Self {
         self.answer_delay_ms = Some(ms);
@@ -280,6 +289,14 @@ impl ServerBuilder {
             let _ = writeln!(t, "digest_algorithms = {algs:?}");
         }
         let _ = writeln!(t, "\n[http]\nlisten = \"{http}\"");
+        if let Some((cert, key)) = &self.tls {
+            let _ = writeln!(
+                t,
+                "tls_cert = {:?}\ntls_key = {:?}",
+                cert.display().to_string(),
+                key.display().to_string()
+            );
+        }
         let _ = writeln!(
             t,
             "\n[database]\nurl = \"sqlite://{}\"",
@@ -361,6 +378,7 @@ impl ServerBuilder {
                 sip,
                 http,
                 log_path,
+                https: self.tls.is_some(),
             };
             match server.wait_healthy(Duration::from_secs(20)) {
                 Ok(()) => return server,
@@ -391,6 +409,8 @@ pub struct TestServer {
     pub sip: SocketAddr,
     pub http: SocketAddr,
     log_path: PathBuf,
+    /// HTTP is served over TLS.
+    pub https: bool,
 }
 
 impl TestServer {
@@ -475,7 +495,12 @@ impl TestServer {
             if !self.is_alive() {
                 return Err(true);
             }
-            if let Ok((200, _)) = http_get(self.http, "/healthz") {
+            let ready = if self.https {
+                self.log().contains("hotline ready")
+            } else {
+                matches!(http_get(self.http, "/healthz"), Ok((200, _)))
+            };
+            if ready {
                 return Ok(());
             }
             if Instant::now() >= deadline {

@@ -40,9 +40,12 @@ export async function session({ args = [] } = {}) {
       await page.screenshot({ path, fullPage: true });
       s.shots.push(path);
     },
-    /** A fresh context's page; script errors are collected as `who: message`. */
-    async page(who) {
-      const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 }, locale: 'zh-CN' });
+    /**
+     * A fresh context's page; script errors are collected as `who: message`.
+     * `options`: more browser-context options (e.g. ignoreHTTPSErrors).
+     */
+    async page(who, options = {}) {
+      const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 }, locale: 'zh-CN', ...options });
       const page = await ctx.newPage();
       page.setDefaultTimeout(Number(env('STEP_TIMEOUT_MS', '60000')));
       page.on('pageerror', (e) => s.errors.push(`${who}: ${e.message}`));
