@@ -104,10 +104,11 @@ fn customer(
     stdout
 }
 
-fn registrations(server: &TestServer) -> f64 {
+/// A gauge from `/metrics` (-1 when absent).
+fn gauge(server: &TestServer, name: &str) -> f64 {
     let (_, text) = http_request(server.http, "GET", "/metrics", None, None).expect("GET /metrics");
     text.lines()
-        .find(|l| l.starts_with("hotline_registrations "))
+        .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(-1.0)
@@ -229,11 +230,20 @@ fn browser_agent_takes_queued_calls_with_two_way_audio_hold_and_hang_up() {
     // The page is gone: its WebSocket closed and the registration with it.
     drop(browser);
     let gone = poll(Duration::from_secs(15), || {
-        (registrations(&server) == 0.0).then_some(())
+        (gauge(&server, "hotline_registrations") == 0.0).then_some(())
     });
     assert!(
         gone.is_some(),
         "the browser's registration ends with its WebSocket (registrations: {})",
-        registrations(&server)
+        gauge(&server, "hotline_registrations")
+    );
+    // Both calls' WebRTC legs are closed, none leaked.
+    let closed = poll(Duration::from_secs(10), || {
+        (gauge(&server, "hotline_browser_legs") == 0.0).then_some(())
+    });
+    assert!(
+        closed.is_some(),
+        "browser legs alive after both calls: {}",
+        gauge(&server, "hotline_browser_legs")
     );
 }

@@ -607,25 +607,48 @@ pub struct OfferedLeg {
     /// candidate, fingerprint, our laws in preference order and
     /// telephone-event/8000).
     pub sdp: String,
-    pending: Box<dyn PendingOffer>,
+    /// Taken by `accept` or `cancel`; still here on drop means nobody
+    /// answered (the offer went to another agent, the caller left).
+    pending: Option<Box<dyn PendingOffer>>,
 }
 
 impl OfferedLeg {
     /// Wraps an implementation's pending state (fakes in call tests make
     /// their own).
     pub fn new(sdp: String, pending: Box<dyn PendingOffer>) -> Self {
-        Self { sdp, pending }
+        Self {
+            sdp,
+            pending: Some(pending),
+        }
     }
 
     /// Applies the browser's answer; media starts once ICE and DTLS are up
     /// ([`LegEvent::Connected`]).
-    pub async fn accept(self, answer_sdp: &str) -> Result<AnsweredLeg, LegError> {
-        self.pending.accept(self.sdp, answer_sdp).await
+    pub async fn accept(mut self, answer_sdp: &str) -> Result<AnsweredLeg, LegError> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| LegError::Config("offer already used".into()))?;
+        pending
+            .accept(std::mem::take(&mut self.sdp), answer_sdp)
+            .await
     }
 
     /// Gives up (the INVITE failed or was cancelled): releases everything.
-    pub async fn cancel(self) {
-        self.pending.cancel().await
+    pub async fn cancel(mut self) {
+        if let Some(p) = self.pending.take() {
+            p.cancel().await;
+        }
+    }
+}
+
+impl Drop for OfferedLeg {
+    fn drop(&mut self) {
+        // An offer nobody answered still holds a connection (socket, driver
+        // task): close it in the background rather than leak it.
+        if let (Some(p), Ok(rt)) = (self.pending.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(p.cancel());
+        }
     }
 }
 

@@ -59,8 +59,12 @@ impl PortLease {
     }
 }
 
+/// Live browser legs (each holds one lease), for `/metrics` and the soak.
+const LEGS_GAUGE: &str = "hotline_browser_legs";
+
 impl Drop for PortLease {
     fn drop(&mut self) {
+        metrics::gauge!(LEGS_GAUGE).decrement(1.0);
         if let Some(pool) = &self.pool {
             if let Ok(mut st) = pool.lock() {
                 st.in_use.remove(&self.addr.port());
@@ -103,10 +107,11 @@ impl PortPool {
     pub fn lease(&self) -> Result<PortLease, LegError> {
         let (first, last) = match self.policy {
             PortPolicy::Ephemeral => {
+                metrics::gauge!(LEGS_GAUGE).increment(1.0);
                 return Ok(PortLease {
                     addr: SocketAddr::new(self.ip, 0),
                     pool: None,
-                })
+                });
             }
             PortPolicy::Range { first, last } => (first, last),
         };
@@ -126,6 +131,7 @@ impl PortPool {
                 continue;
             }
             st.in_use.insert(port);
+            metrics::gauge!(LEGS_GAUGE).increment(1.0);
             return Ok(PortLease {
                 addr,
                 pool: Some(self.state.clone()),

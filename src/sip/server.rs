@@ -317,7 +317,7 @@ impl Dispatcher {
         if method == Method::Ack {
             return;
         }
-        let source = source_addr(&tx.original);
+        let source = request_source(&tx);
         let now = self.clock.now_ms();
         if let Some(src) = source {
             if self.guard.is_blocked(src.ip(), now) {
@@ -388,7 +388,7 @@ impl Dispatcher {
             .unwrap_or_else(|| "anonymous".to_string());
         let called = uri_user(&req.uri.to_string()).unwrap_or_default();
         let offer = (!req.body.is_empty()).then(|| String::from_utf8_lossy(&req.body).into_owned());
-        let source = source_addr(req);
+        let source = request_source(&tx);
         let (state_tx, state_rx) = mpsc::unbounded_channel();
         let dialog = match self.dialogs.get_or_create_server_invite(
             &tx,
@@ -483,7 +483,9 @@ impl Dispatcher {
                 .and_then(|c| c.split_whitespace().next().and_then(|n| n.parse().ok()))
                 .unwrap_or(0),
             source,
-            transport: via_transport(req).unwrap_or_else(|| "UDP".into()),
+            transport: flow_transport(tx)
+                .or_else(|| via_transport(req))
+                .unwrap_or_else(|| "UDP".into()),
             user_agent: header_value(req, "User-Agent").unwrap_or_default(),
         };
         match self.registrar.register(&register, now) {
@@ -618,6 +620,35 @@ pub fn uri_user(value: &str) -> Option<String> {
 
 /// Where the request really came from: the stack stamps `received` and
 /// `rport` on the top Via (RFC 3261 §18.2.1, RFC 3581).
+/// A browser's WebSocket connection, if the request came over one: its
+/// address (the TCP peer) and "WS"/"WSS".
+fn websocket_flow(tx: &Transaction) -> Option<(SocketAddr, &'static str)> {
+    use rsipstack::sip::transport::Transport;
+    let addr = tx.connection.as_ref()?.get_addr();
+    let kind = match addr.r#type {
+        Some(Transport::Ws) => "WS",
+        Some(Transport::Wss) => "WSS",
+        _ => return None,
+    };
+    Some((addr.get_socketaddr().ok()?, kind))
+}
+
+/// Where a request really came from. Over a WebSocket that is the
+/// connection, whatever the Via says (browsers write `*.invalid` there, other
+/// clients their own address with no port, and the stack adds `received`
+/// only when the host differs): calls to the agent must go down that socket.
+/// Otherwise the top Via's `received`/`rport`.
+fn request_source(tx: &Transaction) -> Option<SocketAddr> {
+    websocket_flow(tx)
+        .map(|(addr, _)| addr)
+        .or_else(|| source_addr(&tx.original))
+}
+
+/// "WS"/"WSS" for a request that came over a WebSocket.
+fn flow_transport(tx: &Transaction) -> Option<String> {
+    websocket_flow(tx).map(|(_, kind)| kind.to_string())
+}
+
 fn source_addr(req: &Request) -> Option<SocketAddr> {
     let via = header_value(req, "Via")?;
     let via = via.split(',').next()?;
