@@ -662,6 +662,122 @@ fn blind_transfer_by_refer_to_another_queue() {
     refer_scenario("repair", "queue repair");
 }
 
+/// The agent's phone REFERs the caller to an allow-listed outside number:
+/// 202, the gateway (SIPp behind `transfer_gateway`) is rung, and the phone
+/// hears how it ended (RFC 3515 NOTIFY with the final status): `200` and its
+/// leg ends when the number answers; the failure status (`486`) when it is
+/// busy, and the caller stays with the agent.
+fn refer_out_scenario(gateway_scenario: &str, caller_number: &str, answered: bool) {
+    let gateway_port = common::free_port();
+    let queues = queues_toml(15_000, &[]).replace(
+        "[acd]\n",
+        &format!(
+            "[acd]\ntransfer_numbers = [\"400*\"]\ntransfer_gateway = \"127.0.0.1:{gateway_port}\"\n"
+        ),
+    );
+    let server = server(vec![agent("1001", &["install"])], &queues);
+    let gw_dir = server.dir().join("gateway");
+    std::fs::create_dir_all(&gw_dir).expect("gateway dir");
+    std::fs::copy(common::agents::alaw(&speech_b()), gw_dir.join("agent.alaw"))
+        .expect("copy gateway audio");
+    let trace = gw_dir.join("messages.log");
+    let _gateway = common::KillOnDrop(
+        std::process::Command::new(common::require_binary("sipp", "Debian package sip-tester"))
+            .arg(server.sip.to_string())
+            .arg("-sf")
+            .arg(
+                Path::new(common::REPO)
+                    .join("tests/sipp")
+                    .join(gateway_scenario),
+            )
+            .args([
+                "-t",
+                "u1",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &gateway_port.to_string(),
+            ])
+            .args(["-m", "1", "-nostdin", "-timeout", "90s"])
+            .args(["-trace_msg", "-message_file"])
+            .arg(&trace)
+            .current_dir(&gw_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the gateway's SIPp"),
+    );
+    let sip = server.sip;
+    let mut first = PjAgent::start(&server, "1001", &[format!("sip:4001234567@{sip}")]);
+    first.wait_event(Duration::from_secs(20), "registered", |o| {
+        event_is(o, "registered")
+    });
+    wait_registrations(&server, 1.0, "1001 (pjsua2)");
+
+    let caller = Caller::call(&server, caller_number);
+    let start = caller.audio_start(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    caller.press('2');
+    let m = caller.heard_prompt("transfer_install", start, Duration::from_secs(30));
+    first.wait_event(Duration::from_secs(30), "the offered call", |o| {
+        event_is(o, "incoming")
+    });
+    caller.heard_voice(voice_a(), m.end(), Duration::from_secs(20));
+
+    let accepted = first.refer_response(Duration::from_secs(30), "the REFER's response");
+    assert_eq!(
+        accepted,
+        202,
+        "REFER to 4001234567\n{}\n{}",
+        first.lines.dump(),
+        server.log()
+    );
+    let invite = poll(Duration::from_secs(20), || {
+        let t = std::fs::read_to_string(&trace).unwrap_or_default();
+        t.contains("INVITE sip:4001234567@").then_some(t)
+    });
+    assert!(invite.is_some(), "the gateway was rung\n{}", server.log());
+    let code = if answered { "200" } else { "486" };
+    first.wait_event(
+        Duration::from_secs(20),
+        "the NOTIFY with the transfer's final status",
+        |o| {
+            event_is(o, "xfer_status")
+                && field(o, "code") == Some(code)
+                && field(o, "final") == Some("true")
+        },
+    );
+    if answered {
+        first.wait_event(Duration::from_secs(15), "1001's leg ending", |o| {
+            event_is(o, "disconnected")
+        });
+    } else {
+        // The caller is back with the agent and hears 1001 again.
+        let from = caller.sample_at(Instant::now());
+        caller.heard_voice(voice_a(), from, Duration::from_secs(20));
+    }
+    caller.hang_up();
+    let _ = caller.finish();
+    let rec = record_of(&server, caller_number);
+    if answered {
+        assert_eq!(rec.transfer_chain.len(), 1, "{rec:#?}");
+        assert_eq!(rec.transfer_chain[0].to, "number 4001234567", "{rec:#?}");
+    } else {
+        assert!(rec.transfer_chain.is_empty(), "{rec:#?}");
+        assert_eq!(rec.agent_id.as_deref(), Some("1001"), "{rec:#?}");
+    }
+}
+
+#[test]
+fn refer_to_an_outside_number_notifies_the_phone_when_it_answers() {
+    refer_out_scenario("queue_agent_answer.xml", "13900000111", true);
+}
+
+#[test]
+fn refer_to_a_busy_outside_number_notifies_the_failure_and_keeps_the_caller() {
+    refer_out_scenario("queue_agent_busy.xml", "13900000112", false);
+}
+
 // ---------------------------------------------------------------------------
 // 2. "Press 1 to be called back"
 

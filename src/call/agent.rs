@@ -717,7 +717,13 @@ impl Service {
                     note,
                 });
                 self.leg_ended(&first.log, "transferred");
+                let by_refer = k.external && std::mem::take(&mut self.refer_accepted);
                 tokio::spawn(async move {
+                    if by_refer {
+                        let notify = first.leg.notify_transfer_done();
+                        let _ =
+                            tokio::time::timeout(std::time::Duration::from_secs(2), notify).await;
+                    }
                     first.leg.hangup().await;
                     drop(first.media);
                 });
@@ -1169,7 +1175,12 @@ impl Service {
                 let Some(target) = target else {
                     let number = crate::sip::uri_user(&refer_to).unwrap_or_default();
                     match self.transfer_out(number, String::new(), customer).await {
-                        Ok(()) => reply.accepted().await,
+                        Ok(()) => {
+                            reply.accepted().await;
+                            // The phone learns how it ended (NOTIFY) when
+                            // the outside number answers or fails.
+                            self.refer_accepted = true;
+                        }
                         Err(e) => {
                             warn!(%refer_to, error = %e, "transfer target refused");
                             reply.reject(403).await;
@@ -1238,6 +1249,15 @@ impl Service {
             }
             LegEvent::Failed { status } if ours => {
                 info!(agent = %ev.agent, status, "consulted agent did not answer");
+                let external = self.consult.as_ref().is_some_and(|k| k.external);
+                if external && std::mem::take(&mut self.refer_accepted) {
+                    // The REFER's transfer failed: the phone hears why, and
+                    // keeps the caller (RFC 3515 §2.4.5).
+                    if let Some(c) = self.connected.as_ref() {
+                        let leg = c.leg.clone();
+                        tokio::spawn(async move { leg.notify_transfer(status).await });
+                    }
+                }
                 if let Some(k) = self.consult.as_mut() {
                     k.failed = true;
                 }

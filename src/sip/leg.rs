@@ -157,16 +157,22 @@ impl Leg {
     /// RFC 3515: the transfer this phone asked for (REFER) is done: a NOTIFY
     /// with a `200 OK` sipfrag that ends the implicit subscription.
     pub async fn notify_transfer_done(&self) {
+        self.notify_transfer(200).await;
+    }
+
+    /// RFC 3515: how the transfer this phone asked for ended, as the final
+    /// status of the new leg in a sipfrag (`200 OK`, or why it failed); the
+    /// implicit subscription ends with it.
+    pub async fn notify_transfer(&self, status: u16) {
+        let code = StatusCode::from(status);
+        let reason = code.text();
         let headers = vec![
             Header::Event("refer".into()),
             Header::SubscriptionState("terminated;reason=noresource".into()),
             Header::ContentType("message/sipfrag;version=2.0".into()),
         ];
-        if let Err(e) = self
-            .dialog
-            .notify(Some(headers), Some(b"SIP/2.0 200 OK\r\n".to_vec()))
-            .await
-        {
+        let frag = format!("SIP/2.0 {status} {reason}\r\n").into_bytes();
+        if let Err(e) = self.dialog.notify(Some(headers), Some(frag)).await {
             debug!(error = %e, "NOTIFY failed");
         }
     }
