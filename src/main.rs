@@ -4,6 +4,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use hotline::config::Config;
 
+/// Without `RUST_LOG`: our info, and only real trouble from the SIP and
+/// WebRTC stacks (`webrtc` warns about every early ICE check and every DTLS
+/// extension it skips, which is expected: see docs/browser-softphone.md).
+const DEFAULT_LOG_FILTER: &str =
+    "info,rsipstack=warn,webrtc=warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error";
+
 /// hotline: SIP call-centre server for after-sales service hotlines.
 #[derive(Parser)]
 #[command(name = "hotline", version, about, propagate_version = true)]
@@ -123,11 +129,8 @@ fn import_work_orders(file: PathBuf, config: Option<PathBuf>) -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,rsipstack=warn,rtc_dtls=error,webrtc=warn,rtc=warn",
-        )
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
