@@ -1011,11 +1011,16 @@ def cmd_report(a):
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = now.strftime("%Y-%m-%d-%H%M") + ("-quick" if sec.get("options", {}).get("quick") else "")
-    (out / f"{stem}.json").write_text(json.dumps(res, indent=2, ensure_ascii=False))
-    (out / f"{stem}.md").write_text(markdown(res))
-    print((out / f"{stem}.md").read_text())
-    log(f"results: {out / (stem + '.md')} and .json")
+    write_results(out, stem, res, markdown(res))
     return 0
+
+
+def write_results(out, stem, res, md):
+    """OUT/STEM.json and OUT/STEM.md; prints the markdown."""
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2, ensure_ascii=False))
+    (out / f"{stem}.md").write_text(md)
+    print(md)
+    log(f"results: {out / (stem + '.md')} and .json")
 
 
 def main():

@@ -17,6 +17,17 @@ export const env = (k, d) => {
 export const say = (event, extra = {}) => process.stdout.write(`${JSON.stringify({ event, ...extra })}\n`);
 
 /**
+ * Chromium switches for a browser phone: the microphone plays `wav` (looped),
+ * no permission prompt, and received audio may play without a user gesture.
+ */
+export const fakeMicrophone = (wav) => [
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+  `--use-file-for-fake-audio-capture=${wav}`,
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+/**
  * Chromium plus what a test keeps: screenshots (in ARTIFACTS), script
  * errors of every page, the pages (for a screenshot when failing).
  * `args`: extra Chromium switches (a fake microphone, say).

@@ -15,16 +15,9 @@
 // Call 1: the customer hangs up. Call 2: the agent holds, resumes, presses 5
 // on the keypad and hangs up.
 
-import { env, say, session } from './common.mjs';
+import { env, fakeMicrophone, say, session } from './common.mjs';
 
-const s = await session({
-  args: [
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${env('MIC_WAV')}`,
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const s = await session({ args: fakeMicrophone(env('MIC_WAV')) });
 
 /** Resolves once #phone-status has data-state `state` (for lasting states). */
 const stateIs = (page, state, timeout) =>
