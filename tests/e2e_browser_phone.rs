@@ -26,7 +26,7 @@ use std::time::Duration;
 use audio::{tone_frames, tone_wav, wav_channel};
 use common::agents::{agent, agent_password, hotline_dialplan, row_of, QueueSetup};
 use common::web::{artifacts, browser_tools, spawn_browser, ONE_BROWSER};
-use common::{http_request, poll, run_python, TestServer};
+use common::{run_python, TestServer};
 
 const AGENT_TONE: f32 = 1000.0;
 const CUSTOMER_TONE: f32 = 1600.0;
@@ -104,16 +104,6 @@ fn customer(
     stdout
 }
 
-/// A gauge from `/metrics` (-1 when absent).
-fn gauge(server: &TestServer, name: &str) -> f64 {
-    let (_, text) = http_request(server.http, "GET", "/metrics", None, None).expect("GET /metrics");
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0)
-}
-
 #[test]
 fn browser_agent_takes_queued_calls_with_two_way_audio_hold_and_hang_up() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
@@ -141,8 +131,9 @@ fn browser_agent_takes_queued_calls_with_two_way_audio_hold_and_hang_up() {
     browser.expect("registered", Duration::from_secs(60));
     let log = server.log();
     assert!(
-        log.contains("registered") && log.contains("transport=ws")
-            || log.contains(".invalid;transport=ws"),
+        log.lines().any(|l| l.contains("registered")
+            && l.contains("aor=1001")
+            && l.contains("transport=WS ")),
         "the desk registered over WebSocket\n{log}"
     );
 
@@ -229,21 +220,19 @@ fn browser_agent_takes_queued_calls_with_two_way_audio_hold_and_hang_up() {
 
     // The page is gone: its WebSocket closed and the registration with it.
     drop(browser);
-    let gone = poll(Duration::from_secs(15), || {
-        (gauge(&server, "hotline_registrations") == 0.0).then_some(())
+    let gone = server.wait_metric("hotline_registrations", Duration::from_secs(15), |v| {
+        v == 0.0
     });
     assert!(
-        gone.is_some(),
-        "the browser's registration ends with its WebSocket (registrations: {})",
-        gauge(&server, "hotline_registrations")
+        gone.is_ok(),
+        "the browser's registration ends with its WebSocket (registrations: {gone:?})"
     );
     // Both calls' WebRTC legs are closed, none leaked.
-    let closed = poll(Duration::from_secs(10), || {
-        (gauge(&server, "hotline_browser_legs") == 0.0).then_some(())
+    let closed = server.wait_metric("hotline_browser_legs", Duration::from_secs(10), |v| {
+        v == 0.0
     });
     assert!(
-        closed.is_some(),
-        "browser legs alive after both calls: {}",
-        gauge(&server, "hotline_browser_legs")
+        closed.is_ok(),
+        "browser legs alive after both calls: {closed:?}"
     );
 }

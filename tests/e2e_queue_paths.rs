@@ -676,37 +676,7 @@ fn refer_out_scenario(gateway_scenario: &str, caller_number: &str, answered: boo
         ),
     );
     let server = server(vec![agent("1001", &["install"])], &queues);
-    let gw_dir = server.dir().join("gateway");
-    std::fs::create_dir_all(&gw_dir).expect("gateway dir");
-    std::fs::copy(common::agents::alaw(&speech_b()), gw_dir.join("agent.alaw"))
-        .expect("copy gateway audio");
-    let trace = gw_dir.join("messages.log");
-    let _gateway = common::KillOnDrop(
-        std::process::Command::new(common::require_binary("sipp", "Debian package sip-tester"))
-            .arg(server.sip.to_string())
-            .arg("-sf")
-            .arg(
-                Path::new(common::REPO)
-                    .join("tests/sipp")
-                    .join(gateway_scenario),
-            )
-            .args([
-                "-t",
-                "u1",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &gateway_port.to_string(),
-            ])
-            .args(["-m", "1", "-nostdin", "-timeout", "90s"])
-            .args(["-trace_msg", "-message_file"])
-            .arg(&trace)
-            .current_dir(&gw_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn the gateway's SIPp"),
-    );
+    let (_gateway, trace) = common::agents::sipp_gateway(&server, gateway_port, gateway_scenario);
     let sip = server.sip;
     let mut first = PjAgent::start(&server, "1001", &[format!("sip:4001234567@{sip}")]);
     first.wait_event(Duration::from_secs(20), "registered", |o| {

@@ -153,36 +153,8 @@ async fn transfer_to_an_allow_listed_outside_number() {
         ))
         .start();
     // The far end behind the gateway: answers one INVITE, talks, waits for BYE.
-    let gw_dir = server.dir().join("gateway");
-    std::fs::create_dir_all(&gw_dir).expect("gateway dir");
-    std::fs::copy(
-        common::agents::alaw(&common::agents::speech_b()),
-        gw_dir.join("agent.alaw"),
-    )
-    .expect("copy gateway audio");
-    let trace = gw_dir.join("messages.log");
-    let gateway =
-        std::process::Command::new(common::require_binary("sipp", "Debian package sip-tester"))
-            .arg(server.sip.to_string())
-            .arg("-sf")
-            .arg(std::path::Path::new(common::REPO).join("tests/sipp/queue_agent_answer.xml"))
-            .args([
-                "-t",
-                "u1",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &gateway_port.to_string(),
-            ])
-            .args(["-m", "1", "-nostdin", "-timeout", "90s", "-timeout_error"])
-            .args(["-trace_msg", "-message_file"])
-            .arg(&trace)
-            .current_dir(&gw_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn the gateway's SIPp");
-    let mut gateway = common::KillOnDrop(gateway);
+    let (mut gateway, trace) =
+        common::agents::sipp_gateway(&server, gateway_port, "queue_agent_answer.xml");
 
     let pool = SippAgents::start(&server, &["1001"], Behaviour::Answer);
     let caller = "13960000888";

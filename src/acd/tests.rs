@@ -34,6 +34,16 @@ impl Sim {
         self.r.handle(input, self.now)
     }
 
+    /// Reserves `agent` (or, None, the longest-idle agent with `skill`) for
+    /// the outbound call `call`.
+    fn reserve(&mut self, call: &str, agent: Option<&str>, skill: Option<&str>) -> Vec<Action> {
+        self.send(Input::DirectReserve {
+            call_id: call.into(),
+            agent: agent.map(Into::into),
+            skill: skill.map(Into::into),
+        })
+    }
+
     /// Moves the clock forward by `ms`, ticking whenever the router asks.
     fn advance(&mut self, ms: u64) -> Vec<Action> {
         let target = self.now + ms;
@@ -1513,29 +1523,17 @@ fn direct_reserve_picks_the_longest_idle_agent_with_the_skill() {
     s.agent("a1", &[("install", 5)]);
     s.agent("cb1", &[("callback", 5)]);
     s.agent("cb2", &[("callback", 5)]);
-    let out = s.send(Input::DirectReserve {
-        call_id: "out1".into(),
-        agent: None,
-        skill: Some("callback".into()),
-    });
+    let out = s.reserve("out1", None, Some("callback"));
     assert_eq!(reserved(&out).as_deref(), Some("cb1"), "{out:?}");
     assert_eq!(s.state("cb1"), AgentState::Reserved);
     // A reserved agent is not offered inbound calls.
     let out = s.enqueue("in1", "service", 0);
     let (_, _, agents) = only_offer(&out);
     assert!(!agents.contains(&"cb1".to_string()), "{agents:?}");
-    let out = s.send(Input::DirectReserve {
-        call_id: "out2".into(),
-        agent: None,
-        skill: Some("callback".into()),
-    });
+    let out = s.reserve("out2", None, Some("callback"));
     assert_eq!(reserved(&out).as_deref(), Some("cb2"), "{out:?}");
     // Nobody left with the skill: refused, nothing reserved.
-    let out = s.send(Input::DirectReserve {
-        call_id: "out3".into(),
-        agent: None,
-        skill: Some("callback".into()),
-    });
+    let out = s.reserve("out3", None, Some("callback"));
     assert!(
         matches!(rejected(&out), Some(AcdError::NoAgentAvailable { .. })),
         "{out:?}"
@@ -1546,11 +1544,7 @@ fn direct_reserve_picks_the_longest_idle_agent_with_the_skill() {
 fn direct_call_answered_then_wrap_up_then_ready() {
     let mut s = Sim::one(Strategy::LongestIdle);
     s.agent("cb1", &[]);
-    let out = s.send(Input::DirectReserve {
-        call_id: "out1".into(),
-        agent: Some("cb1".into()),
-        skill: None,
-    });
+    let out = s.reserve("out1", Some("cb1"), None);
     assert_eq!(reserved(&out).as_deref(), Some("cb1"));
     s.send(Input::DirectAnswered {
         call_id: "out1".into(),
@@ -1558,11 +1552,7 @@ fn direct_call_answered_then_wrap_up_then_ready() {
     });
     assert_eq!(s.state("cb1"), AgentState::OnCall);
     // A second reservation of a busy agent is refused.
-    let out = s.send(Input::DirectReserve {
-        call_id: "out2".into(),
-        agent: Some("cb1".into()),
-        skill: None,
-    });
+    let out = s.reserve("out2", Some("cb1"), None);
     assert!(
         matches!(rejected(&out), Some(AcdError::InvalidAgentState { .. })),
         "{out:?}"
@@ -1581,11 +1571,7 @@ fn direct_call_answered_then_wrap_up_then_ready() {
 fn direct_call_never_answered_frees_the_agent_at_once() {
     let mut s = Sim::one(Strategy::LongestIdle);
     s.agent("cb1", &[]);
-    s.send(Input::DirectReserve {
-        call_id: "out1".into(),
-        agent: Some("cb1".into()),
-        skill: None,
-    });
+    s.reserve("out1", Some("cb1"), None);
     // A caller arriving meanwhile waits for the agent, then gets them.
     let out = s.enqueue("in1", "service", 0);
     assert!(offers(&out).is_empty(), "{out:?}");
@@ -1606,22 +1592,14 @@ fn direct_reserve_needs_a_registered_ready_agent() {
         agent: "cb1".into(),
         live: false,
     });
-    let out = s.send(Input::DirectReserve {
-        call_id: "out1".into(),
-        agent: Some("cb1".into()),
-        skill: None,
-    });
+    let out = s.reserve("out1", Some("cb1"), None);
     match rejected(&out) {
         Some(AcdError::InvalidAgentState { state, .. }) => {
             assert!(state.contains("registered"), "{state}")
         }
         other => panic!("{other:?}"),
     }
-    let out = s.send(Input::DirectReserve {
-        call_id: "out1".into(),
-        agent: Some("nobody".into()),
-        skill: None,
-    });
+    let out = s.reserve("out1", Some("nobody"), None);
     assert!(matches!(rejected(&out), Some(AcdError::UnknownAgent(_))));
 }
 
@@ -1629,11 +1607,7 @@ fn direct_reserve_needs_a_registered_ready_agent() {
 fn direct_call_keeps_a_not_ready_chosen_while_ringing() {
     let mut s = Sim::one(Strategy::LongestIdle);
     s.agent("cb1", &[]);
-    s.send(Input::DirectReserve {
-        call_id: "out1".into(),
-        agent: Some("cb1".into()),
-        skill: None,
-    });
+    s.reserve("out1", Some("cb1"), None);
     s.send(Input::SetNotReady {
         agent: "cb1".into(),
         reason: "lunch".into(),

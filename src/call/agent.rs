@@ -1141,7 +1141,6 @@ impl Service {
                         c.media.configure(super::params(&n));
                         c.sdp_version += 1;
                         let held = n.remote_on_hold();
-                        let c = self.connected.as_ref()?;
                         let ours = sdp::write(
                             self.session_id,
                             c.sdp_version,

@@ -663,6 +663,7 @@ impl Session {
     /// A browser leg's frames (already reframed to 20 ms, digits taken out by
     /// the leg): into the jitter buffer like RTP payloads, in the session's law.
     fn receive_browser(&mut self, now: Instant) {
+        let wants_audio = self.wants_audio();
         let SessionIo::Browser(Some(ends)) = &mut self.io else {
             return;
         };
@@ -675,7 +676,7 @@ impl Session {
                 return;
             };
             self.last_rx = now;
-            if !(self.listened || self.recorder.is_some()) {
+            if !wants_audio {
                 continue;
             }
             if frame.law != law {

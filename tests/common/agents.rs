@@ -788,6 +788,33 @@ pub fn sip(text: &str) -> SipMessage {
 }
 
 // ---------------------------------------------------------------------------
+// An outside number behind the transfer gateway
+
+/// SIPp on 127.0.0.1:`port` as the far end of `[acd] transfer_gateway`:
+/// runs `tests/sipp/<scenario>` for one call (speech B as its voice) and
+/// traces every message to the returned file.
+pub fn sipp_gateway(server: &TestServer, port: u16, scenario: &str) -> (KillOnDrop, PathBuf) {
+    let dir = server.dir().join("gateway");
+    std::fs::create_dir_all(&dir).expect("gateway dir");
+    std::fs::copy(alaw(&speech_b()), dir.join("agent.alaw")).expect("copy gateway audio");
+    let trace = dir.join("messages.log");
+    let child = Command::new(require_binary("sipp", "Debian package sip-tester"))
+        .arg(server.sip.to_string())
+        .arg("-sf")
+        .arg(Path::new(REPO).join("tests/sipp").join(scenario))
+        .args(["-t", "u1", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout", "90s", "-timeout_error"])
+        .args(["-trace_msg", "-message_file"])
+        .arg(&trace)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the gateway's SIPp");
+    (KillOnDrop(child), trace)
+}
+
+// ---------------------------------------------------------------------------
 // baresip softphones
 
 /// baresip as agent `id`: auto-answer, speech B (padded) as microphone,

@@ -945,6 +945,19 @@ function holdTarget() {
   return st.current && st.current.phase === 'talking' ? st.current.id : null;
 }
 
+/** Waits for softphone.js (loaded when the panel is built); false, with the error shown, if it failed. */
+async function softphoneLoaded() {
+  try {
+    ({ Softphone: phone.Softphone } = await phone.module);
+    return true;
+  } catch (e) {
+    phone.registration = 'error';
+    phone.error = `话机模块未加载 the phone module did not load: ${e.message}`;
+    renderPhone();
+    return false;
+  }
+}
+
 async function switchPhone(on) {
   localStorage.setItem(PHONE_ENABLED, on ? '1' : '0');
   if (on) await phoneOn();
@@ -961,14 +974,7 @@ async function phoneOn() {
     return;
   }
   phone.needPassword = false;
-  try {
-    ({ Softphone: phone.Softphone } = await phone.module);
-  } catch (e) {
-    phone.registration = 'error';
-    phone.error = `话机模块未加载 the phone module did not load: ${e.message}`;
-    renderPhone();
-    return;
-  }
+  if (!(await softphoneLoaded())) return;
   if (phone.ua) return; // switched on twice while the module loaded
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
   const ua = new phone.Softphone({ url: `${proto}://${location.host}/sip`, user: me.id, password: phonePassword, domain: location.hostname });
@@ -1124,14 +1130,7 @@ async function initPhone() {
   // Loaded here, not imported at the top: supervisors never need it, and a
   // desk without the module still works.
   phone.module = import('./softphone.js');
-  try {
-    ({ Softphone: phone.Softphone } = await phone.module);
-  } catch (e) {
-    phone.registration = 'error';
-    phone.error = `话机模块未加载 the phone module did not load: ${e.message}`;
-    renderPhone();
-    return;
-  }
+  if (!(await softphoneLoaded())) return;
   await fillMicrophones();
   navigator.mediaDevices?.addEventListener?.('devicechange', fillMicrophones);
   // Best effort: unregister when the desk goes away (the server also drops a closed flow).
