@@ -20,46 +20,15 @@ mod audio;
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use audio::{tone_frames, tone_wav, wav_channel};
+use audio::{mic_wav, seconds_of, tone_frames, tone_wav, wav_channel};
 use common::agents::{agent, agent_password, hotline_dialplan, row_of, QueueSetup};
 use common::web::{artifacts, browser_tools, spawn_browser, ONE_BROWSER};
 use common::{run_python, TestServer};
 
 const AGENT_TONE: f32 = 1000.0;
 const CUSTOMER_TONE: f32 = 1600.0;
-
-/// Seconds of `freq` in a mono channel.
-fn tone_secs(samples: &[f32], rate: u32, freq: f32) -> f32 {
-    tone_frames(samples, rate, freq)
-        .iter()
-        .filter(|&&b| b)
-        .count() as f32
-        * 0.02
-}
-
-/// The agent's microphone for Chromium: a 48 kHz tone (the rate a fake
-/// capture device runs at).
-fn mic_wav(dir: &Path) -> PathBuf {
-    let out = dir.join("agent-mic.wav");
-    let st = Command::new("sox")
-        .args(["-n", "-r", "48000", "-c", "1", "-b", "16"])
-        .arg(&out)
-        .args([
-            "synth",
-            "120",
-            "sine",
-            &AGENT_TONE.to_string(),
-            "gain",
-            "-8",
-        ])
-        .status()
-        .expect("run sox");
-    assert!(st.success(), "sox could not make the microphone tone");
-    out
-}
 
 /// A pjsua2 customer: dials 8000, presses 2, plays `voice` from 1 s on and
 /// records what it hears; hangs up after `hangup_after` seconds of media
@@ -114,7 +83,7 @@ fn browser_agent_takes_queued_calls_with_two_way_audio_hold_and_hang_up() {
         .dialplan("hotline-queues.toml", &hotline_dialplan())
         .extra_toml(&QueueSetup::default().toml())
         .start();
-    let mic = mic_wav(&art);
+    let mic = mic_wav(&art, AGENT_TONE);
     let voice = tone_wav(&art, CUSTOMER_TONE);
 
     let mut browser = spawn_browser(
@@ -162,7 +131,7 @@ fn browser_agent_takes_queued_calls_with_two_way_audio_hold_and_hang_up() {
 
     // What the customer heard: the agent's microphone.
     let (spec, heard) = wav_channel(&rec1, 0);
-    let agent_secs = tone_secs(&heard, spec.sample_rate, AGENT_TONE);
+    let agent_secs = seconds_of(&tone_frames(&heard, spec.sample_rate, AGENT_TONE));
     assert!(
         agent_secs > 4.0,
         "the customer heard the agent's {AGENT_TONE} Hz for {agent_secs:.1} s"
@@ -173,16 +142,16 @@ fn browser_agent_takes_queued_calls_with_two_way_audio_hold_and_hang_up() {
     let (spec, left) = wav_channel(&wav, 0);
     let (_, right) = wav_channel(&wav, 1);
     assert_eq!(spec.channels, 2, "stereo recording");
-    let left_customer = tone_secs(&left, spec.sample_rate, CUSTOMER_TONE);
-    let right_agent = tone_secs(&right, spec.sample_rate, AGENT_TONE);
+    let left_customer = seconds_of(&tone_frames(&left, spec.sample_rate, CUSTOMER_TONE));
+    let right_agent = seconds_of(&tone_frames(&right, spec.sample_rate, AGENT_TONE));
     assert!(
         left_customer > 4.0 && right_agent > 4.0,
         "recording {}: customer tone on the left {left_customer:.1} s, agent tone on the right {right_agent:.1} s",
         wav.display()
     );
     assert!(
-        tone_secs(&left, spec.sample_rate, AGENT_TONE) < 1.0
-            && tone_secs(&right, spec.sample_rate, CUSTOMER_TONE) < 1.0,
+        seconds_of(&tone_frames(&left, spec.sample_rate, AGENT_TONE)) < 1.0
+            && seconds_of(&tone_frames(&right, spec.sample_rate, CUSTOMER_TONE)) < 1.0,
         "each side on its own channel"
     );
 

@@ -15,7 +15,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use audio::{first_run, last_run, tone_frames, tone_wav, wav_channel, FRAME};
+use audio::{first_run, last_run, seconds_of, tone_frames, tone_wav, wav_channel, FRAME};
 use common::agents::{
     agent, agent_password, hotline_dialplan, wait_registrations, Baresip, Customer, QueueSetup,
 };
@@ -24,10 +24,6 @@ use common::{http_request, poll, TestServer};
 const TONE_1001: f32 = 1000.0;
 const TONE_1002: f32 = 1600.0;
 const TONE_SUPERVISOR: f32 = 2200.0;
-
-fn seconds_of(frames: &[bool]) -> f32 {
-    frames.iter().filter(|&&b| b).count() as f32 * 0.02
-}
 
 struct Setup {
     server: TestServer,

@@ -145,8 +145,9 @@ pub trait BrowserMedia: Send + Sync {
     async fn answer(&self, offer_sdp: &str) -> Result<AnsweredLeg, LegError>;
 
     /// Makes an offer for an INVITE to a browser agent; the browser's answer
-    /// (from the 200 OK) completes it with [`OfferedLeg::accept`].
-    async fn offer(&self) -> Result<OfferedLeg, LegError>;
+    /// (from the 200 OK) completes it with [`OfferedLeg::accept`]. `first`:
+    /// the law to prefer (the customer's, so the bridge is a copy).
+    async fn offer(&self, first: Option<G711>) -> Result<OfferedLeg, LegError>;
 }
 
 /// Per-leg counters.
@@ -207,9 +208,19 @@ impl WebRtcMedia {
         self.pool.in_use()
     }
 
-    /// Our laws in preference order, then telephone-event/8000.
-    fn codec_parameters(&self) -> Vec<RTCRtpCodecParameters> {
-        let laws = self.config.codecs.iter().map(|law| RTCRtpCodecParameters {
+    /// The configured laws, `first` moved to the front when it is one of them.
+    fn laws(&self, first: Option<G711>) -> Vec<G711> {
+        let mut laws = self.config.codecs.clone();
+        if let Some(i) = first.and_then(|f| laws.iter().position(|&l| l == f)) {
+            let law = laws.remove(i);
+            laws.insert(0, law);
+        }
+        laws
+    }
+
+    /// `laws` in preference order, then telephone-event/8000.
+    fn codec_parameters(laws: &[G711]) -> Vec<RTCRtpCodecParameters> {
+        let laws = laws.iter().map(|law| RTCRtpCodecParameters {
             rtp_codec: audio_codec(
                 match law {
                     G711::Pcmu => MIME_TYPE_PCMU,
@@ -226,9 +237,9 @@ impl WebRtcMedia {
         laws.chain(std::iter::once(events)).collect()
     }
 
-    fn media_engine(&self) -> Result<MediaEngine, LegError> {
+    fn media_engine(laws: &[G711]) -> Result<MediaEngine, LegError> {
         let mut engine = MediaEngine::default();
-        for codec in self.codec_parameters() {
+        for codec in Self::codec_parameters(laws) {
             engine.register_codec(codec, RtpCodecKind::Audio)?;
         }
         Ok(engine)
@@ -459,9 +470,9 @@ impl WebRtcMedia {
     /// remote credentials ("password is empty"), and a lite agent never
     /// checks by itself, so the call stayed unconnected (seen with JsSIP).
     /// A full agent runs its own checks once the answer is applied.
-    async fn setup(&self, lite: bool) -> Result<Setup, LegError> {
+    async fn setup(&self, lite: bool, laws: &[G711]) -> Result<Setup, LegError> {
         let lease = self.pool.lease()?;
-        let mut media_engine = self.media_engine()?;
+        let mut media_engine = Self::media_engine(laws)?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         let settings = SettingEngineBuilder::new()
             // A server with a reachable address answers checks and never
@@ -512,7 +523,7 @@ impl WebRtcMedia {
                     ..Default::default()
                 },
                 codec: audio_codec(
-                    match self.config.codecs[0] {
+                    match laws.first().copied().unwrap_or(G711::Pcmu) {
                         G711::Pcmu => MIME_TYPE_PCMU,
                         G711::Pcma => MIME_TYPE_PCMA,
                     },
@@ -701,7 +712,7 @@ impl BrowserMedia for WebRtcMedia {
         };
         let offer = RTCSessionDescription::offer(offer_sdp)
             .map_err(|e| LegError::BadOffer(e.to_string()))?;
-        let mut setup = self.setup(true).await?;
+        let mut setup = self.setup(true, &self.config.codecs).await?;
         if let Err(e) = setup.pc.set_remote_description(offer).await {
             return setup.fail(LegError::BadOffer(e.to_string())).await;
         }
@@ -719,12 +730,13 @@ impl BrowserMedia for WebRtcMedia {
         }
     }
 
-    async fn offer(&self) -> Result<OfferedLeg, LegError> {
-        let mut setup = self.setup(false).await?;
+    async fn offer(&self, first: Option<G711>) -> Result<OfferedLeg, LegError> {
+        let laws = self.laws(first);
+        let mut setup = self.setup(false, &laws).await?;
         // Left alone, `webrtc` 0.21.1 offers only the send track's codec:
         // no second law and no telephone-event, so the browser could not
         // send keys. Offer every law we take, in order, and the events.
-        let preferences = self.codec_parameters();
+        let preferences = Self::codec_parameters(&laws);
         let transceivers = setup.pc.get_transceivers().await;
         for t in transceivers {
             if let Err(e) = t.set_codec_preferences(preferences.clone()).await {
@@ -774,5 +786,18 @@ mod tests {
         let mut c = LegConfig::new(std::net::Ipv4Addr::LOCALHOST.into());
         c.codecs.clear();
         assert!(matches!(WebRtcMedia::new(c), Err(LegError::Config(_))));
+    }
+
+    #[test]
+    fn the_customers_law_is_offered_first_when_configured() {
+        let mut c = LegConfig::new(std::net::Ipv4Addr::LOCALHOST.into());
+        let media = WebRtcMedia::new(c.clone()).expect("config");
+        assert_eq!(media.laws(None), [G711::Pcmu, G711::Pcma]);
+        assert_eq!(media.laws(Some(G711::Pcma)), [G711::Pcma, G711::Pcmu]);
+        assert_eq!(media.laws(Some(G711::Pcmu)), [G711::Pcmu, G711::Pcma]);
+        // A law the operator did not allow is not added.
+        c.codecs = vec![G711::Pcmu];
+        let media = WebRtcMedia::new(c).expect("config");
+        assert_eq!(media.laws(Some(G711::Pcma)), [G711::Pcmu]);
     }
 }

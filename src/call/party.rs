@@ -64,8 +64,10 @@ impl PartyMedia {
         near: Option<&MediaSession>,
         events: UnboundedSender<MediaEvent>,
     ) -> Result<(Self, String), String> {
+        // The customer's law first: Chromium takes it and the bridge copies.
+        let first = near.and_then(MediaSession::law).map(Into::into);
         let offered = browsers
-            .offer()
+            .offer(first)
             .await
             .map_err(|e| format!("no browser leg: {e}"))?;
         let sdp = offered.sdp.clone();

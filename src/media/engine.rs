@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -307,6 +307,7 @@ impl MediaEngine {
             local,
             worker,
             worker_index,
+            law: AtomicU8::new(0),
         })
     }
 }
@@ -320,6 +321,9 @@ pub struct MediaSession {
     local: SocketAddr,
     worker: Sender<Control>,
     worker_index: usize,
+    /// The law last configured (0: none yet), so a party rung for this
+    /// session can be offered the same law and bridged by a copy.
+    law: AtomicU8,
 }
 
 impl MediaSession {
@@ -327,14 +331,33 @@ impl MediaSession {
         self.local
     }
 
+    /// The law this session sends and receives, once negotiated.
+    pub fn law(&self) -> Option<Codec> {
+        match self.law.load(Ordering::Relaxed) {
+            1 => Some(Codec::Pcmu),
+            2 => Some(Codec::Pcma),
+            _ => None,
+        }
+    }
+
+    fn set_law(&self, codec: Codec) {
+        let v = match codec {
+            Codec::Pcmu => 1,
+            Codec::Pcma => 2,
+        };
+        self.law.store(v, Ordering::Relaxed);
+    }
+
     /// Start or change sending and receiving (after SDP negotiation or re-INVITE).
     pub fn configure(&self, params: StreamParams) {
+        self.set_law(params.codec);
         let _ = self.worker.send(Control::Configure(self.id, params));
     }
 
     /// Hand a browser session (from [`MediaEngine::open_browser`]) its
     /// WebRTC leg's frames: it sends and receives in `ends.codec` from now on.
     pub fn attach_browser(&self, ends: MediaEnds) {
+        self.set_law(Codec::from(ends.codec));
         let _ = self
             .worker
             .send(Control::AttachBrowser(self.id, Box::new(ends)));

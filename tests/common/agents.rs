@@ -782,6 +782,36 @@ pub fn row_of(server: &TestServer, caller: &str) -> CallRow {
     .unwrap_or_else(|| panic!("no completed call row from {caller}: {last:#?}"))
 }
 
+/// The stored record of the call from `caller` once it has ended, with the
+/// phones it rang (`call_legs`, at least `legs` of them: the batching writer
+/// may still be on its way).
+pub fn stored_call(
+    server: &TestServer,
+    caller: &str,
+    legs: usize,
+) -> (hotline::store::CallRecord, Vec<hotline::store::CallLeg>) {
+    let id = row_of(server, caller).id;
+    block_on(async {
+        let store =
+            hotline::store::Store::connect(&format!("sqlite://{}", server.db_path().display()))
+                .await
+                .expect("open the server's database");
+        let mut last = None;
+        for _ in 0..50 {
+            let call = store.get_call(&id).await.ok().flatten();
+            let rung = store.call_legs(&id).await.unwrap_or_default();
+            if let Some(call) = call.filter(|c| c.ended_at.is_some()) {
+                if rung.len() >= legs {
+                    return (call, rung);
+                }
+                last = Some((call, rung));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("call {id} from {caller}: no ended record with {legs} legs: {last:#?}");
+    })
+}
+
 /// Parse a SIP message's text (re-exported for tests that read traces).
 pub fn sip(text: &str) -> SipMessage {
     SipMessage::parse(text)

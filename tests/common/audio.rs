@@ -943,15 +943,26 @@ impl Drop for RtpPeer {
 /// A 90 s tone as an 8 kHz WAV (baresip's microphone; it hangs up when
 /// the file ends, so longer than any call here).
 pub fn tone_wav(dir: &Path, freq: f32) -> PathBuf {
-    let out = dir.join(format!("tone-{freq}.wav"));
+    sox_tone(&dir.join(format!("tone-{freq}.wav")), freq, 8000, 90)
+}
+
+/// A microphone for Chromium's fake capture device: `freq` Hz for 120 s at
+/// 48 kHz (the rate the device runs at).
+pub fn mic_wav(dir: &Path, freq: f32) -> PathBuf {
+    sox_tone(&dir.join(format!("mic-{freq}.wav")), freq, 48000, 120)
+}
+
+/// `secs` of a sine at `freq`, 8 dB below full scale, mono 16-bit at `rate`.
+fn sox_tone(out: &Path, freq: f32, rate: u32, secs: u32) -> PathBuf {
     let st = std::process::Command::new("sox")
-        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
-        .arg(&out)
-        .args(["synth", "90", "sine", &freq.to_string(), "gain", "-8"])
+        .args(["-n", "-r", &rate.to_string(), "-c", "1", "-b", "16"])
+        .arg(out)
+        .args(["synth", &secs.to_string(), "sine", &freq.to_string()])
+        .args(["gain", "-8"])
         .status()
         .expect("run sox");
     assert!(st.success(), "sox could not make a tone");
-    out
+    out.to_path_buf()
 }
 
 /// Per 20 ms frame: whether `freq` carries at least a quarter of the
@@ -970,6 +981,61 @@ pub fn tone_frames(samples: &[f32], rate: u32, freq: f32) -> Vec<bool> {
             p / (energy * n as f32 / 2.0) > 0.25
         })
         .collect()
+}
+
+/// Per second: whether a steady `freq` is present, however quiet under
+/// louder sound (speech, another tone): over a whole second the tone's
+/// energy sits in a 1 Hz bin while speech spreads, so it stands out from
+/// its neighbours 40 Hz away. For a voice that is one part of a mix.
+pub fn tone_seconds_under(samples: &[f32], rate: u32, freq: f32) -> Vec<bool> {
+    let n = rate as usize;
+    let scale = 8000.0 / rate as f32;
+    // Amplitude of a sine at `f` (full scale 1.0) over the window.
+    let amplitude = |c: &[f32], f: f32| 2.0 * goertzel(c, f * scale).sqrt() / c.len() as f32;
+    samples
+        .chunks_exact(n)
+        .map(|c| {
+            let at = amplitude(c, freq);
+            let beside = amplitude(c, freq - 40.0).max(amplitude(c, freq + 40.0));
+            at > 0.006 && at > 4.0 * beside
+        })
+        .collect()
+}
+
+/// Seconds covered by the frames that hold the tone.
+pub fn seconds_of(frames: &[bool]) -> f32 {
+    frames.iter().filter(|&&b| b).count() as f32 * 0.02
+}
+
+/// Seconds of `freq` in `samples` (mono, `rate`) between `from` and `to`
+/// seconds (clamped to the recording).
+pub fn tone_seconds(samples: &[f32], rate: u32, freq: f32, from: f32, to: f32) -> f32 {
+    let frames = tone_frames(samples, rate, freq);
+    let at = |secs: f32| ((secs.max(0.0) / 0.02) as usize).min(frames.len());
+    let (a, b) = (at(from), at(to));
+    seconds_of(&frames[a..b.max(a)])
+}
+
+/// The longest stretch without the tone between its first and last frame:
+/// (start, length) in seconds.
+pub fn longest_gap(frames: &[bool]) -> Option<(f32, f32)> {
+    let first = frames.iter().position(|&b| b)?;
+    let last = frames.iter().rposition(|&b| b)?;
+    let mut best = (0usize, 0usize);
+    let mut start = None;
+    for (i, &b) in frames.iter().enumerate().take(last + 1).skip(first) {
+        match (b, start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                if i - s > best.1 {
+                    best = (s, i - s);
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    Some((best.0 as f32 * 0.02, best.1 as f32 * 0.02))
 }
 
 /// Start (in seconds) of the first run of 10 frames (200 ms) with the tone.
@@ -995,6 +1061,25 @@ mod tests {
 
     fn prompts_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans/prompts")
+    }
+
+    #[test]
+    fn a_quiet_tone_is_found_under_speech_and_absent_speech_is_not_a_tone() {
+        // Two seconds of the customer's recorded speech; a 1000 Hz tone
+        // at -28 dBFS under the second one.
+        let speech = read_wav(&prompts_dir().join("greeting.wav"));
+        let two: Vec<f32> = speech.iter().skip(8000).take(16000).copied().collect();
+        assert_eq!(two.len(), 16000, "the fixture has two seconds of speech");
+        let mixed: Vec<f32> = two
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                let tone = 0.04 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 8000.0).sin();
+                x + if i >= 8000 { tone } else { 0.0 }
+            })
+            .collect();
+        assert_eq!(tone_seconds_under(&mixed, 8000, 1000.0), [false, true]);
+        assert_eq!(tone_seconds_under(&mixed, 8000, 2200.0), [false, false]);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 // Call 1: the customer hangs up. Call 2: the agent holds, resumes, presses 5
 // on the keypad and hangs up.
 
-import { env, fakeMicrophone, say, session } from './common.mjs';
+import { env, fakeMicrophone, say, session, trackPeerConnections } from './common.mjs';
 
 const s = await session({ args: fakeMicrophone(env('MIC_WAV')) });
 
@@ -27,15 +27,6 @@ const stateIs = (page, state, timeout) =>
 const passed = (page, state, timeout) => page.waitForFunction(
   (st) => (document.querySelector('#phone-status')?.dataset.seen ?? '').split(' ').includes(st),
   state, { timeout });
-
-/** Keeps every RTCPeerConnection the page makes in window.__pcs (to listen in). */
-const trackPeerConnections = (page) => page.addInitScript(() => {
-  const Original = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = class extends Original {
-    constructor(...a) { super(...a); window.__pcs.push(this); }
-  };
-});
 
 /**
  * The loudest frequency (Hz) of what the page receives on its latest call,
