@@ -15,6 +15,8 @@
 //! Screenshots and the CSVs are kept in `target/web-artifacts/<test>/`. Missing
 //! chromium or node_modules fail the test with what to install.
 
+#[path = "common/audio.rs"]
+mod audio;
 mod common;
 
 use std::path::Path;
@@ -798,17 +800,36 @@ fn check_task_row(seen: &Value) {
     assert_eq!(rows[0]["task"], "wo-WO-CB-1", "{seen}");
 }
 
-/// hotline with agent 1001 (baresip, auto-answer), the admin and `extra`
-/// config; the two orders imported; the desk open in Chromium running
-/// `e2e_callback_desk.mjs` with `flow`, past its `tasks_seen` (checked).
+/// The agent's phone in the callback tests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DeskPhone {
+    /// baresip, auto-answer, speech as the agent's voice.
+    Sip,
+    /// The desk's own browser phone (WebRTC), answering by itself, a
+    /// [`AGENT_TONE`] tone as the agent's voice.
+    Browser,
+}
+
+/// The browser agent's voice in the callback test.
+const AGENT_TONE: f32 = 1000.0;
+
+/// hotline with agent 1001, the admin and `extra` config; the two orders
+/// imported; the desk open in Chromium running `e2e_callback_desk.mjs` with
+/// `flow`, past its `tasks_seen` (checked); agent 1001's `phone` registered.
 struct CallbackDesk {
     server: TestServer,
-    _phone: Baresip,
+    _phone: Option<Baresip>,
     browser: Browser,
     seen: Value,
 }
 
-fn callback_desk(node: &Path, art: &Path, flow: &str, extra: &str) -> CallbackDesk {
+fn callback_desk(
+    node: &Path,
+    art: &Path,
+    flow: &str,
+    extra: &str,
+    phone: DeskPhone,
+) -> CallbackDesk {
     let server = TestServer::builder()
         .agents(vec![agent("1001", &["install"])])
         .dialplan("hotline-queues.toml", &hotline_dialplan())
@@ -817,29 +838,36 @@ fn callback_desk(node: &Path, art: &Path, flow: &str, extra: &str) -> CallbackDe
             QueueSetup::default().toml()
         ))
         .start();
-    let phone = Baresip::start(&server, "1001", &padded(&speech_b()));
-    wait_registrations(&server, 1.0, "agent 1001's phone");
+    let sip_phone = (phone == DeskPhone::Sip).then(|| {
+        let p = Baresip::start(&server, "1001", &padded(&speech_b()));
+        wait_registrations(&server, 1.0, "agent 1001's phone");
+        p
+    });
     import_callback_orders(&server);
-    let mut browser = spawn_browser(
-        node,
-        "e2e_callback_desk.mjs",
-        art,
-        &[
-            ("HOTLINE_URL", format!("http://{}", server.http)),
-            ("AGENT_ID", "1001".into()),
-            ("AGENT_PW", agent_password("1001")),
-            ("TASK", "wo-WO-CB-1".into()),
-            ("EXPECT_TASKS", "2".into()),
-            ("CUSTOMER_NAME", CB_CUSTOMER.into()),
-            ("FLOW", flow.into()),
-        ],
-    );
+    let mut vars = vec![
+        ("HOTLINE_URL", format!("http://{}", server.http)),
+        ("AGENT_ID", "1001".into()),
+        ("AGENT_PW", agent_password("1001")),
+        ("TASK", "wo-WO-CB-1".into()),
+        ("EXPECT_TASKS", "2".into()),
+        ("CUSTOMER_NAME", CB_CUSTOMER.into()),
+        ("FLOW", flow.into()),
+    ];
+    if phone == DeskPhone::Browser {
+        vars.push(("PHONE", "browser".into()));
+        let mic = audio::mic_wav(art, AGENT_TONE);
+        vars.push(("MIC_WAV", mic.display().to_string()));
+    }
+    let mut browser = spawn_browser(node, "e2e_callback_desk.mjs", art, &vars);
     browser.expect("ready", Duration::from_secs(90));
+    if phone == DeskPhone::Browser {
+        wait_registrations(&server, 1.0, "agent 1001's browser phone");
+    }
     let seen = browser.expect("tasks_seen", Duration::from_secs(60));
     check_task_row(&seen);
     CallbackDesk {
         server,
-        _phone: phone,
+        _phone: sip_phone,
         browser,
         seen,
     }
@@ -860,7 +888,7 @@ fn desk_lists_callback_tasks_and_shows_a_refused_call() {
         _phone,
         mut browser,
         seen,
-    } = callback_desk(&node, &art, "refused", "");
+    } = callback_desk(&node, &art, "refused", "", DeskPhone::Sip);
     assert!(
         seen["mode"].as_str().unwrap_or("").contains("未启用"),
         "no campaign configured: {seen}"
@@ -908,9 +936,69 @@ fn desk_lists_callback_tasks_and_shows_a_refused_call() {
 /// database has the survey, the attempt and the case.
 #[test]
 fn desk_preview_dials_a_callback_task_and_records_the_survey() {
+    preview_dial(DeskPhone::Sip, "callback-preview");
+}
+
+/// The same with an agent who only has a browser: hotline rings the desk's
+/// browser phone (WebRTC) first, then the customer; the survey is taken the
+/// same way, and the call's recording has the browser agent's voice on the
+/// agent's channel.
+#[test]
+fn browser_agent_preview_dials_a_callback_task() {
+    let art = "callback-preview-browser";
+    let (server, call_id, connected, settled) = preview_dial(DeskPhone::Browser, art);
+    assert!(
+        connected["phone_seen"]
+            .as_str()
+            .unwrap_or("")
+            .contains("incall"),
+        "the desk's browser phone took the call: {connected}"
+    );
+    assert!(
+        settled["phone_seen"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ended"),
+        "the browser phone's call ended with the customer's: {settled}"
+    );
+    let recording = with_store(&server, async |store: Store| {
+        store
+            .get_call(&call_id)
+            .await
+            .expect("call row")
+            .and_then(|c| c.recording)
+    })
+    .expect("the callback call is recorded");
+    // Seconds of the agent's tone in one channel of a WAV.
+    let agent_in = |wav: &Path, channel: usize| {
+        let (spec, samples) = audio::wav_channel(wav, channel);
+        audio::seconds_of(&audio::tone_frames(&samples, spec.sample_rate, AGENT_TONE))
+    };
+    let agent_secs = agent_in(Path::new(&recording), 1);
+    assert!(
+        agent_secs >= 3.0,
+        "the browser agent's voice is on the recording's agent channel: {agent_secs:.1} s in {recording}"
+    );
+    // What the customer's phone heard.
+    let heard = Path::new(REPO)
+        .join("target/web-artifacts")
+        .join(art)
+        .join(format!("{CB_PHONE}-1.wav"));
+    let heard_secs = agent_in(&heard, 0);
+    assert!(
+        heard_secs >= 3.0,
+        "the customer heard the browser agent for {heard_secs:.1} s ({})",
+        heard.display()
+    );
+}
+
+/// Preview dialing with agent 1001 on `phone`: the checks both kinds of
+/// phone share. Returns the server, the call's id and the desk's
+/// `connected` and `settled` lines.
+fn preview_dial(phone: DeskPhone, artifacts_name: &str) -> (TestServer, String, Value, Value) {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let node = browser_tools();
-    let art = artifacts("callback-preview");
+    let art = artifacts(artifacts_name);
     let trunk = free_port();
     // The carrier and the customer behind it: answers, presses keys for
     // ~12 s (the agent talks), then hangs up.
@@ -924,6 +1012,8 @@ fn desk_preview_dials_a_callback_task_and_records_the_survey() {
             plan.to_string(),
             "--limit".into(),
             "240".into(),
+            "--record-dir".into(),
+            art.display().to_string(),
         ],
         &art.join("pjsua2.stderr.log"),
     );
@@ -947,7 +1037,7 @@ fn desk_preview_dials_a_callback_task_and_records_the_survey() {
         _phone,
         mut browser,
         seen,
-    } = callback_desk(&node, &art, "full", &campaign);
+    } = callback_desk(&node, &art, "full", &campaign, phone);
     assert!(
         seen["mode"].as_str().unwrap_or("").contains("preview"),
         "{seen}"
@@ -1023,4 +1113,5 @@ fn desk_preview_dials_a_callback_task_and_records_the_survey() {
     assert_eq!(remarks, saved["remarks"].as_str().unwrap_or("?"));
     assert_eq!(outcome.as_deref(), Some("answered"));
     assert_eq!(case_source.as_deref(), Some(call_id.as_str()));
+    (server, call_id, connected, settled)
 }

@@ -16,22 +16,26 @@
 //
 // Environment: HOTLINE_URL, AGENT_ID, AGENT_PW, TASK (the task to call),
 // EXPECT_TASKS (rows to wait for), CUSTOMER_NAME, FLOW (refused | full),
-// ARTIFACTS, CHROMIUM, STEP_TIMEOUT_MS (helpers in common.mjs).
+// PHONE (sip: the agent has a SIP phone | browser: the desk's browser phone,
+// answering by itself, with MIC_WAV as the agent's voice), ARTIFACTS,
+// CHROMIUM, STEP_TIMEOUT_MS (helpers in common.mjs).
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { env, say, session } from './common.mjs';
+import { env, fakeMicrophone, say, session } from './common.mjs';
 
 const FLOW = env('FLOW', 'refused');
 const TASK = env('TASK');
-const t = await session();
+const BROWSER_PHONE = env('PHONE', 'sip') === 'browser';
+const t = await session({ args: BROWSER_PHONE ? fakeMicrophone(env('MIC_WAV')) : [] });
 
 const text = async (loc) => ((await loc.count()) ? (await loc.first().textContent()).trim() : null);
 
 try {
   const page = await t.page(env('AGENT_ID'));
-  await t.login(page, '/desk', env('AGENT_ID'), env('AGENT_PW'));
+  await t.login(page, BROWSER_PHONE ? '/desk?phone=1&autoanswer=1' : '/desk', env('AGENT_ID'), env('AGENT_PW'));
   await page.waitForSelector('#my-state .badge');
+  if (BROWSER_PHONE) await page.waitForSelector('#phone-status[data-state="registered"]');
   if (FLOW === 'full') {
     await page.click('#btn-ready');
     await page.locator('#my-state [data-state="ready"]').waitFor();
@@ -91,7 +95,11 @@ try {
     await page.locator('#pop-customer-name', { hasText: env('CUSTOMER_NAME') }).waitFor();
     const callId = await page.locator('#survey-form').getAttribute('data-call');
     await t.shot(page, 'c3-desk-callback-connected');
-    say('connected', { call_id: callId, pop_customer: await text(page.locator('#pop-customer-name')) });
+    say('connected', {
+      call_id: callId,
+      pop_customer: await text(page.locator('#pop-customer-name')),
+      phone_seen: BROWSER_PHONE ? await page.getAttribute('#phone-status', 'data-seen') : null,
+    });
     // 4. The survey: satisfied with the technician, 不太满意 overall (a case).
     const answers = { attitude: 1, cleaned: 1, fees_ok: 2, satisfaction: 4 };
     for (const [k, v] of Object.entries(answers)) await page.check(`#q-${k}-${v}`);
@@ -104,7 +112,12 @@ try {
     // 5. The attempt is settled (callback_result).
     await page.locator('#callback-status', { hasText: '结果' }).waitFor();
     await t.shot(page, 'c5-desk-callback-settled');
-    say('settled', { status: await text(page.locator('#callback-status')), rows_left: await page.locator(`#tasks tr.task[data-task="${TASK}"]`).count() });
+    if (BROWSER_PHONE) await page.waitForFunction(() => document.querySelector('#phone-status').dataset.seen.split(' ').includes('ended'));
+    say('settled', {
+      status: await text(page.locator('#callback-status')),
+      rows_left: await page.locator(`#tasks tr.task[data-task="${TASK}"]`).count(),
+      phone_seen: BROWSER_PHONE ? await page.getAttribute('#phone-status', 'data-seen') : null,
+    });
   }
 
   writeFileSync(join(env('ARTIFACTS'), 'console-errors.txt'), t.errors.join('\n'));
