@@ -15,7 +15,8 @@
 //! the customer heard (the server's recording), what the supervisor's phone
 //! heard, and the call's legs. Call 2: 1001 transfers the customer to 1002
 //! with a note from the desk; the record keeps the note and the customer
-//! ends up hearing 1002.
+//! ends up hearing 1002. Call 3: 1001 consults 1002 from the desk (the
+//! customer hears music, the page hears 1002), then completes the transfer.
 
 #[path = "common/audio.rs"]
 mod audio;
@@ -42,6 +43,7 @@ const COLLEAGUE_TONE: f32 = 1600.0;
 const SUPERVISOR_TONE: f32 = 2200.0;
 const CALLER1: &str = "13980000001";
 const CALLER2: &str = "13980000002";
+const CALLER3: &str = "13980000003";
 
 /// A field of a JSON line as text ("" when absent).
 fn text(v: &Value, key: &str) -> String {
@@ -51,6 +53,28 @@ fn text(v: &Value, key: &str) -> String {
 /// Seconds from the page's recording start to the event time `at` (ms).
 fn offset(v: &Value, key: &str, from_ms: f64) -> f32 {
     ((v[key].as_f64().unwrap_or(0.0) - from_ms) / 1000.0) as f32
+}
+
+/// (party, role, outcome) of each phone a call rang.
+fn rung(legs: &[hotline::store::CallLeg]) -> Vec<(&str, &str, &str)> {
+    legs.iter()
+        .map(|l| (l.party.as_str(), l.role.as_str(), l.outcome.as_str()))
+        .collect()
+}
+
+/// In a transferred call's recording (right: what the customer heard): when
+/// the browser agent was last heard, when 1002 was first heard, and for how
+/// long 1002 was heard (seconds).
+fn handed_over(call: &hotline::store::CallRecord) -> (f32, f32, f32) {
+    let wav = PathBuf::from(call.recording.as_deref().expect("the call is recorded"));
+    let (spec, right) = wav_channel(&wav, 1);
+    let from_agent = tone_frames(&right, spec.sample_rate, AGENT_TONE);
+    let from_colleague = tone_frames(&right, spec.sample_rate, COLLEAGUE_TONE);
+    (
+        last_run(&from_agent).expect("the customer heard the browser agent"),
+        audio::first_run(&from_colleague).expect("the customer heard 1002"),
+        seconds_of(&from_colleague),
+    )
 }
 
 #[test]
@@ -150,17 +174,19 @@ fn browser_agent_with_blocked_microphone_supervisor_mute_microphone_choice_and_t
     );
     std::thread::sleep(Duration::from_secs(5));
     customer.hang_up_and_finish();
+
+    // Call 3: consult, then complete.
+    let customer = Customer::call(&server, CALLER3, &["2"]);
+    let consulted = browser.expect("consulted", Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(4));
+    customer.hang_up_and_finish();
     browser.expect("done", Duration::from_secs(30));
 
     // --- Call 1 on record: blocked desk rejected, 1001 answered, s100 monitored.
     let (call, legs) = stored_call(&server, CALLER1, 3);
     assert_eq!(call.agent_id.as_deref(), Some("1001"), "{call:#?}");
-    let legs: Vec<(&str, &str, &str)> = legs
-        .iter()
-        .map(|l| (l.party.as_str(), l.role.as_str(), l.outcome.as_str()))
-        .collect();
     assert_eq!(
-        legs,
+        rung(&legs),
         [
             ("1003", "offer", "busy"),
             ("1001", "offer", "connected"),
@@ -277,18 +303,53 @@ fn browser_agent_with_blocked_microphone_supervisor_mute_microphone_choice_and_t
             .any(|l| l.party == "1002" && l.outcome == "connected"),
         "1002 answered the transferred call: {legs:#?}"
     );
-    let wav = PathBuf::from(call.recording.as_deref().expect("call 2 is recorded"));
-    let (spec, right) = wav_channel(&wav, 1);
-    let from_agent = tone_frames(&right, spec.sample_rate, AGENT_TONE);
-    let from_colleague = tone_frames(&right, spec.sample_rate, COLLEAGUE_TONE);
-    let (agent_until, colleague_from) = (
-        last_run(&from_agent).expect("the customer heard the browser agent"),
-        audio::first_run(&from_colleague).expect("the customer heard 1002"),
+    let (agent_until, colleague_from, colleague_secs) = handed_over(&call);
+    assert!(
+        agent_until <= colleague_from + 0.5 && colleague_secs >= 3.0,
+        "the customer heard the browser agent until {agent_until:.1} s, then 1002 from {colleague_from:.1} s ({colleague_secs:.1} s)"
+    );
+
+    // --- Call 3: consulted 1002 from the desk, then handed over.
+    let (call, legs) = stored_call(&server, CALLER3, 2);
+    assert_eq!(call.agent_id.as_deref(), Some("1002"), "{call:#?}");
+    let hops: Vec<(&str, &str, &str)> = call
+        .transfer_chain
+        .iter()
+        .map(|h| (h.from_agent.as_str(), h.to.as_str(), h.note.as_str()))
+        .collect();
+    assert_eq!(
+        hops,
+        [("1001", "agent 1002", text(&consulted, "note").as_str())],
+        "the attended transfer and its note"
+    );
+    assert_eq!(
+        rung(&legs),
+        [
+            ("1001", "offer", "transferred"),
+            ("1002", "consult", "connected")
+        ],
+        "the phones call 3 rang"
+    );
+    // The browser agent heard the colleague while consulting.
+    let from = consulted["from"].as_f64().unwrap_or(0.0);
+    let (spec, agent_heard) = wav_channel(&PathBuf::from(text(&consulted, "path")), 0);
+    let colleague_to_agent = tone_seconds(
+        &agent_heard,
+        spec.sample_rate,
+        COLLEAGUE_TONE,
+        offset(&consulted, "consult_at", from) + 0.5,
+        offset(&consulted, "complete_at", from),
     );
     assert!(
-        agent_until <= colleague_from + 0.5 && seconds_of(&from_colleague) >= 3.0,
-        "the customer heard the browser agent until {agent_until:.1} s, then 1002 from {colleague_from:.1} s ({:.1} s)",
-        seconds_of(&from_colleague)
+        colleague_to_agent >= 2.5,
+        "the browser agent heard 1002 during the consultation ({colleague_to_agent:.1} s)"
+    );
+    // The customer heard the browser agent, then music (not the two agents),
+    // then 1002.
+    let (agent_until, colleague_from, colleague_secs) = handed_over(&call);
+    assert!(
+        colleague_from - agent_until >= 3.0 && colleague_secs >= 2.5,
+        "the customer heard the browser agent until {agent_until:.1} s and 1002 from {colleague_from:.1} s ({colleague_secs:.1} s): not the consultation in between"
     );
 
     // The pages are gone: their registrations and WebRTC legs with them.

@@ -21,6 +21,10 @@
 //   ended {n, seen}                    call 1 ended (the customer hung up)
 //   transferred {note, seen, status}   call 2 handed to TRANSFER_TO; the
 //                                      agent's phone was hung up by hotline
+//   consulted {note, from, consult_at, complete_at, path, seen}
+//                                      call 3: the agent consulted TRANSFER_TO
+//                                      on the desk, then handed the caller
+//                                      over; what the agent heard (WAV)
 //   done
 
 import { join } from 'node:path';
@@ -146,6 +150,30 @@ try {
   await passed(agent, 'ended', 30000);
   await s.shot(agent, '4-transferred');
   say('transferred', { note, seen: await seen(agent), status: await agent.textContent('#phone-status') });
+
+  // Call 3: an attended transfer: consult the colleague, then hand over.
+  await stateIs(agent, 'incall', 90000);
+  await agent.locator('#pop-phase', { hasText: '通话中' }).waitFor();
+  await agent.locator('#consult:not([disabled])').waitFor();
+  const from3 = await startHearing(agent);
+  await sleep(2000);
+  const consultNote = `客户要求改约周六上午安装 ${Date.now()}`;
+  await agent.selectOption('#consult-to', env('TRANSFER_TO'));
+  await agent.fill('#consult-note', consultNote);
+  await agent.click('#consult');
+  await agent.locator('#consult-state[data-phase="talking"]').waitFor();
+  const consultAt = Date.now();
+  await s.shot(agent, '5-consulting');
+  await sleep(4000);
+  await agent.click('#consult-complete');
+  await agent.locator('#consult-msg.ok').waitFor();
+  const completeAt = Date.now();
+  await passed(agent, 'ended', 30000);
+  const heard3 = join(env('ARTIFACTS'), 'agent-heard-3.wav');
+  await stopHearing(agent, heard3);
+  say('consulted', {
+    note: consultNote, from: from3, consult_at: consultAt, complete_at: completeAt, path: heard3, seen: await seen(agent),
+  });
   if (s.errors.length) throw new Error(`script errors: ${s.errors.join('; ')}`);
   say('done');
 } catch (e) {
