@@ -12,8 +12,10 @@
 //! disk (customer left, agent right) and the call row. Call 2: the agent
 //! holds and resumes from the desk (hold time on the record), presses a key
 //! on the keypad (the server sees the RFC 4733 digit) and hangs up (the
-//! customer's phone gets the BYE). Finally the WebSocket closes with the
-//! page and the registration goes with it.
+//! customer's phone gets the BYE). Call 3: the page crashes mid-call; the
+//! customer is hung up at once (`agent_gone`), not after ICE gives up.
+//! Finally the WebSocket closes with the page and the registration goes
+//! with it.
 
 #[path = "common/audio.rs"]
 mod audio;
@@ -74,7 +76,7 @@ fn customer(
 }
 
 #[test]
-fn browser_agent_takes_queued_calls_with_two_way_audio_hold_and_hang_up() {
+fn browser_agent_takes_queued_calls_with_two_way_audio_hold_hang_up_and_crash() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let node = browser_tools();
     let art = artifacts("browser_phone");
@@ -184,6 +186,33 @@ fn browser_agent_takes_queued_calls_with_two_way_audio_hold_and_hang_up() {
     assert!(
         log.contains("browser agent pressed a key") && log.contains("digit=5"),
         "the keypad's 5 reached the server as RFC 4733\n{log}"
+    );
+
+    // Call 3: the agent's page crashes mid-call (no BYE). The customer is
+    // not left in silence: hotline hangs up on them within seconds.
+    let rec3 = art.join("customer-3-heard.wav");
+    let (c3, crashed) = std::thread::scope(|scope| {
+        let handle = scope.spawn(|| customer(&server, "13900000003", &voice, &rec3, 80));
+        browser.expect("in_call", Duration::from_secs(60));
+        let crashed = browser.expect("crashed", Duration::from_secs(30));
+        (handle.join().expect("customer 3 thread"), crashed)
+    });
+    assert!(
+        !c3.contains("hangup_sent") && c3.contains("\"disconnected\""),
+        "hotline hung up on customer 3 when the agent's page went away\n{c3}"
+    );
+    let row = row_of(&server, "13900000003");
+    let crashed_at = crashed["at"].as_i64().unwrap_or(0);
+    let after_ms = row.ended_at.unwrap_or(i64::MAX) - crashed_at;
+    eprintln!("call 3 ended {after_ms} ms after the agent's page crashed");
+    assert!(
+        after_ms < 5_000,
+        "the call ended {after_ms} ms after the agent's page crashed: {row:?}"
+    );
+    assert_eq!(
+        (row.hangup_cause.as_str(), row.hangup_side.as_str()),
+        ("agent_gone", "agent"),
+        "{row:?}"
     );
     browser.expect("done", Duration::from_secs(30));
 

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::acd::{offer_failure, QueueMsg};
-use super::party::PartyMedia;
+use super::party::{Flow, PartyMedia};
 use super::CallDeps;
 use crate::acd::{Input, OfferFailure, OfferId, TransferTarget};
 use crate::media::engine::MediaSession;
@@ -189,8 +189,9 @@ struct Monitor {
 
 /// How the agent side ended the call, if it did.
 pub(super) enum AgentOutcome {
-    /// The agent hung up: the caller's leg must be ended too.
-    AgentHungUp,
+    /// The agent hung up (`agent_bye`), or their browser page went away
+    /// (`agent_gone`): the caller's leg must be ended too.
+    AgentHungUp { cause: &'static str },
 }
 
 pub(super) struct Service {
@@ -932,7 +933,18 @@ impl Service {
         // A browser softphone (registered over WebSocket) gets a WebRTC offer;
         // a phone or gateway an RTP one.
         let (media, offer) = if is_websocket(&transport) {
-            PartyMedia::browser(&self.deps.browsers, &self.deps.media, Some(customer), tx).await?
+            let flow = Flow {
+                addr: destination,
+                closed: self.deps.sip.closed_flows(),
+            };
+            PartyMedia::browser(
+                &self.deps.browsers,
+                &self.deps.media,
+                Some(customer),
+                flow,
+                tx,
+            )
+            .await?
         } else {
             let media = PartyMedia::rtp(&self.deps.media, Some(customer), tx)
                 .map_err(|e| format!("no media port: {e}"))?;
@@ -1118,7 +1130,9 @@ impl Service {
                             agent: c.agent,
                         });
                     }
-                    return Some(AgentOutcome::AgentHungUp);
+                    return Some(AgentOutcome::AgentHungUp {
+                        cause: agent_end_cause(&cause),
+                    });
                 }
                 if let Some(a) = self.answered.remove(&key) {
                     self.leg_ended(&a.log, "cancelled");
@@ -1388,5 +1402,14 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         self.deps.acd.detach(&self.call_id);
+    }
+}
+
+/// The call record's cause when the agent's leg ends: their BYE, or their
+/// browser page gone (the WebSocket closed under the call).
+pub(super) fn agent_end_cause(cause: &crate::sip::leg::EndCause) -> &'static str {
+    match cause {
+        crate::sip::leg::EndCause::Gone => "agent_gone",
+        _ => "agent_bye",
     }
 }

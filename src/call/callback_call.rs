@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::outbound::{trunk_call, CallJob, CallResult, OutboundDeps};
-use super::party::PartyMedia;
+use super::party::{Flow, PartyMedia};
 use crate::acd::Input;
 use crate::events::Event;
 use crate::media::engine::{MediaEvent, MediaSession};
@@ -209,7 +209,11 @@ impl CallbackCall {
             .next()
             .ok_or_else(|| "agent_unregistered".to_string())?;
         let (media, offer) = if is_websocket(&binding.transport) {
-            PartyMedia::browser(&self.deps.browsers, &self.deps.media, None, media_tx)
+            let flow = Flow {
+                addr: binding.source,
+                closed: self.deps.sip.closed_flows(),
+            };
+            PartyMedia::browser(&self.deps.browsers, &self.deps.media, None, flow, media_tx)
                 .await
                 .map_err(|e| {
                     warn!(error = %e, "no browser leg for the agent");
@@ -290,7 +294,8 @@ impl CallbackCall {
                     self.result.not_sent = true;
                 }
                 self.agent_side = None;
-                self.hang_up_all("agent_bye").await;
+                self.hang_up_all(super::agent::agent_end_cause(&cause))
+                    .await;
                 if let Some(e) = self.ending.as_mut() {
                     e.1 = "agent";
                 }

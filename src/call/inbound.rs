@@ -293,9 +293,9 @@ async fn run_inner(call: InboundCall, deps: Arc<CallDeps>) {
                     Some(m) => call.service.on_agent(ev, m).await,
                     None => None,
                 };
-                if let Some(AgentOutcome::AgentHungUp) = outcome {
+                if let Some(AgentOutcome::AgentHungUp { cause }) = outcome {
                     call.leg.hangup().await;
-                    call.ending = Some(Ending { cause: "agent_bye".into(), side: "agent" });
+                    call.ending = Some(Ending { cause: cause.into(), side: "agent" });
                 }
             }
             Some(msg) = internal_rx.recv() => match msg {

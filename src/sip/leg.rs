@@ -26,6 +26,9 @@ pub enum EndCause {
     Timeout,
     /// Anything else, with the status that ended it.
     Other(u16),
+    /// The far end's connection closed under the call (a browser page
+    /// crashed or was closed): there is no one left to send BYE to.
+    Gone,
 }
 
 impl EndCause {
@@ -34,7 +37,7 @@ impl EndCause {
         match self {
             EndCause::RemoteBye | EndCause::Cancelled => "caller",
             EndCause::LocalBye | EndCause::Rejected(_) => "hotline",
-            EndCause::Timeout | EndCause::Other(_) => "network",
+            EndCause::Timeout | EndCause::Other(_) | EndCause::Gone => "network",
         }
     }
 
@@ -47,6 +50,7 @@ impl EndCause {
             EndCause::Rejected(c) => format!("rejected_{c}"),
             EndCause::Timeout => "timeout".into(),
             EndCause::Other(c) => format!("status_{c}"),
+            EndCause::Gone => "connection_closed".into(),
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct InboundCall {
 #[derive(Clone)]
 pub struct Leg {
     dialog: InviteDialog,
+    /// Told when the far end is known to be gone ([`Leg::abandon`]).
+    gone: Arc<tokio::sync::Notify>,
 }
 
 impl Leg {
@@ -145,6 +151,16 @@ impl Leg {
         let _ = self
             .dialog
             .reject(Some(StatusCode::from(status)), warning.map(str::to_string));
+    }
+
+    /// The far end's connection closed under an answered call: the call
+    /// learns at once (`LegEvent::Ended(EndCause::Gone)`), not when a BYE
+    /// that cannot arrive times out (32 s); the BYE is still tried, in the
+    /// background, to end the dialog.
+    pub fn abandon(&self) {
+        self.gone.notify_one();
+        let leg = self.clone();
+        tokio::spawn(async move { leg.hangup().await });
     }
 
     /// BYE (after answer).
@@ -276,10 +292,33 @@ pub(crate) fn outbound(
         }
     });
     let d = dialog.clone();
+    let gone = Arc::new(tokio::sync::Notify::new());
+    let abandoned = gone.clone();
     tokio::spawn(async move {
         let mut ringing = false;
         let mut answered = false;
-        while let Some(state) = states.recv().await {
+        // Once abandoned, the call has had its Ended; the dialog is still
+        // followed until it terminates, to be removed from the layer.
+        let mut ended = false;
+        loop {
+            let state = tokio::select! {
+                state = states.recv() => match state {
+                    Some(state) => state,
+                    None => break,
+                },
+                _ = abandoned.notified(), if answered && !ended => {
+                    ended = true;
+                    let _ = tx.send(LegEvent::Ended(EndCause::Gone));
+                    continue;
+                }
+            };
+            if ended {
+                if let DialogState::Terminated(id, _) = state {
+                    layer.remove_dialog(&id);
+                    break;
+                }
+                continue;
+            }
             let event = match state {
                 DialogState::Early(..) if !ringing => {
                     ringing = true;
@@ -351,7 +390,7 @@ pub(crate) fn outbound(
         }
         drop(d);
     });
-    Ok((Leg { dialog }, rx))
+    Ok((Leg { dialog, gone }, rx))
 }
 
 fn body_text(req: &Request) -> Option<String> {
@@ -458,7 +497,10 @@ pub(crate) fn inbound(
         called,
         offer,
         source,
-        leg: Leg { dialog },
+        leg: Leg {
+            dialog,
+            gone: Arc::new(tokio::sync::Notify::new()),
+        },
         events: rx,
     }
 }

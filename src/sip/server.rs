@@ -63,9 +63,17 @@ pub struct SipHandle {
     contact: rsipstack::sip::Uri,
     domain: String,
     websocket: super::ws::SipWs,
+    flows_closed: tokio::sync::broadcast::Sender<SocketAddr>,
 }
 
 impl SipHandle {
+    /// The addresses of WebSocket connections as they close. A call with a
+    /// browser on one hangs that party up at once: its page is gone (closed,
+    /// crashed, offline), and with it the media, long before ICE notices.
+    pub fn closed_flows(&self) -> tokio::sync::broadcast::Receiver<SocketAddr> {
+        self.flows_closed.subscribe()
+    }
+
     /// State of the `/sip` WebSocket route (SIP over WebSocket for browser
     /// softphones), served on the HTTP listener; `secure` under HTTPS (wss:).
     pub fn websocket(&self, secure: bool) -> super::ws::SipWs {
@@ -207,10 +215,14 @@ pub async fn start(
     };
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(256);
     let closed_tx = cmd_tx.clone();
+    let (flows_closed, _) = tokio::sync::broadcast::channel(64);
+    let flows_closed_tx = flows_closed.clone();
     let websocket = super::ws::SipWs::new(
         endpoint_inner,
         cancel.child_token(),
         Arc::new(move |peer| {
+            // No receiver (no call on a browser) is not an error.
+            let _ = flows_closed_tx.send(peer);
             if closed_tx.try_send(Command::FlowClosed(peer)).is_err() {
                 warn!(%peer, "SIP dispatcher busy; the closed flow's bindings expire on their own");
             }
@@ -241,6 +253,7 @@ pub async fn start(
         contact: handle_contact,
         domain: handle_domain,
         websocket,
+        flows_closed,
     })
 }
 

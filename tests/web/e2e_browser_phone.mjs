@@ -10,10 +10,11 @@
 //   ended {n, seen}                      call n ended by the customer
 //   held {n} / resumed {n}               hold and resume through the desk
 //   hung_up {n, seen}                    the agent hung up call n from the desk
+//   crashed {n, at}                      the page crashed in call n (Date.now())
 //   done
 //
 // Call 1: the customer hangs up. Call 2: the agent holds, resumes, presses 5
-// on the keypad and hangs up.
+// on the keypad and hangs up. Call 3: the page crashes mid-call (no BYE).
 
 import { env, fakeMicrophone, say, session, trackPeerConnections } from './common.mjs';
 
@@ -92,6 +93,17 @@ try {
   await s.shot(page, '4-hung-up');
   say('hung_up', { n: 2, seen: await page.getAttribute('#phone-status', 'data-seen') });
   if (s.errors.length) throw new Error(`script errors: ${s.errors.join('; ')}`);
+
+  // Call 3: the agent's page crashes: no BYE, the renderer and its
+  // RTCPeerConnection are gone at once.
+  await stateIs(page, 'incall', 90000);
+  say('in_call', { n: 3, caller: await page.textContent('#phone-status'), peak_hz: await peakHeard(page, 2000) });
+  await page.waitForTimeout(2000);
+  const cdp = await page.context().newCDPSession(page);
+  const at = Date.now();
+  cdp.send('Page.crash').catch(() => { /* no answer from a crashed page */ });
+  say('crashed', { n: 3, at });
+  await new Promise((r) => setTimeout(r, 1000));
   say('done');
 } catch (e) {
   await s.fail(e, 'phone');
