@@ -17,6 +17,8 @@
 //! with a note from the desk; the record keeps the note and the customer
 //! ends up hearing 1002. Call 3: 1001 consults 1002 from the desk (the
 //! customer hears music, the page hears 1002), then completes the transfer.
+//! Call 4 goes to 1002 (repair), who consults the browser agent (through
+//! the API) and hands the customer over to it.
 
 #[path = "common/audio.rs"]
 mod audio;
@@ -33,9 +35,9 @@ use common::agents::{
     agent, agent_password, hotline_dialplan, stored_call, wait_registrations, Baresip, Customer,
     QueueSetup,
 };
-use common::poll;
 use common::web::{artifacts, browser_tools, spawn_browser, ONE_BROWSER};
 use common::TestServer;
+use common::{http_request, poll};
 use serde_json::Value;
 
 const AGENT_TONE: f32 = 1000.0;
@@ -44,6 +46,7 @@ const SUPERVISOR_TONE: f32 = 2200.0;
 const CALLER1: &str = "13980000001";
 const CALLER2: &str = "13980000002";
 const CALLER3: &str = "13980000003";
+const CALLER4: &str = "13980000004";
 
 /// A field of a JSON line as text ("" when absent).
 fn text(v: &Value, key: &str) -> String {
@@ -62,19 +65,69 @@ fn rung(legs: &[hotline::store::CallLeg]) -> Vec<(&str, &str, &str)> {
         .collect()
 }
 
+/// (from agent, to, note) of each transfer of a call.
+fn hops(call: &hotline::store::CallRecord) -> Vec<(&str, &str, &str)> {
+    call.transfer_chain
+        .iter()
+        .map(|h| (h.from_agent.as_str(), h.to.as_str(), h.note.as_str()))
+        .collect()
+}
+
 /// In a transferred call's recording (right: what the customer heard): when
-/// the browser agent was last heard, when 1002 was first heard, and for how
-/// long 1002 was heard (seconds).
-fn handed_over(call: &hotline::store::CallRecord) -> (f32, f32, f32) {
+/// the first agent's tone was last heard, when the second's was first
+/// heard, and for how long the second was heard (seconds).
+fn handed_over(call: &hotline::store::CallRecord, first: f32, second: f32) -> (f32, f32, f32) {
     let wav = PathBuf::from(call.recording.as_deref().expect("the call is recorded"));
     let (spec, right) = wav_channel(&wav, 1);
-    let from_agent = tone_frames(&right, spec.sample_rate, AGENT_TONE);
-    let from_colleague = tone_frames(&right, spec.sample_rate, COLLEAGUE_TONE);
+    let from_first = tone_frames(&right, spec.sample_rate, first);
+    let from_second = tone_frames(&right, spec.sample_rate, second);
     (
-        last_run(&from_agent).expect("the customer heard the browser agent"),
-        audio::first_run(&from_colleague).expect("the customer heard 1002"),
-        seconds_of(&from_colleague),
+        last_run(&from_first).expect("the customer heard the first agent"),
+        audio::first_run(&from_second).expect("the customer heard the second agent"),
+        seconds_of(&from_second),
     )
+}
+
+/// The customer heard the `first` agent, then music (not the two agents
+/// consulting), then the `second`.
+fn handed_over_after_consulting(call: &hotline::store::CallRecord, first: f32, second: f32) {
+    let (first_until, second_from, second_secs) = handed_over(call, first, second);
+    assert!(
+        second_from - first_until >= 3.0 && second_secs >= 2.5,
+        "the customer heard {first} Hz until {first_until:.1} s and {second} Hz from {second_from:.1} s ({second_secs:.1} s): not the consultation in between"
+    );
+}
+
+/// Waits until the customer `caller` is connected to `agent`; the call's
+/// record id (from the server's log).
+fn wait_connected(server: &TestServer, caller: &str, agent: &str) -> String {
+    let span = format!("caller={caller} ");
+    let connected = format!("connected to agent agent={agent} ");
+    poll(Duration::from_secs(60), || {
+        let log = server.log();
+        let ours = || log.lines().filter(|l| l.contains(&span));
+        ours().any(|l| l.contains(&connected)).then_some(())?;
+        ours().find_map(|l| {
+            let id = l.split("inbound call record=").nth(1)?;
+            id.split_whitespace().next().map(str::to_string)
+        })
+    })
+    .unwrap_or_else(|| panic!("{caller} never talked to {agent}\n{}", server.log()))
+}
+
+/// An API token for `id` (password as for agents).
+fn login(server: &TestServer, id: &str) -> String {
+    let (status, body) = http_request(
+        server.http,
+        "POST",
+        "/api/login",
+        None,
+        Some(&serde_json::json!({"id": id, "password": agent_password(id)}).to_string()),
+    )
+    .expect("login");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("login JSON");
+    v["token"].as_str().expect("token").to_string()
 }
 
 #[test]
@@ -180,6 +233,39 @@ fn browser_agent_with_blocked_microphone_supervisor_mute_microphone_choice_and_t
     let consulted = browser.expect("consulted", Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(4));
     customer.hang_up_and_finish();
+
+    // Call 4: 1002 takes a repair call and consults the browser agent.
+    // 1: repair; #: no work order number to give.
+    let customer = Customer::call(&server, CALLER4, &["1", "#"]);
+    let call4 = wait_connected(&server, CALLER4, "1002");
+    std::thread::sleep(Duration::from_secs(3));
+    let token = login(&server, "s100");
+    let consult_note = "客户家的洗衣机需要换电机,请安装组接手";
+    let post = |path: &str, body: &str| {
+        http_request(server.http, "POST", path, Some(&token), Some(body)).expect("API request")
+    };
+    let (status, body) = post(
+        &format!("/api/calls/{call4}/consult"),
+        &serde_json::json!({"agent": "1001", "note": consult_note}).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    poll(Duration::from_secs(20), || {
+        server
+            .log()
+            .contains("consulted agent answered")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the browser agent never answered the consultation"));
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, body) = post(&format!("/api/calls/{call4}/consult/complete"), "");
+    assert_eq!(status, 200, "{body}");
+    std::thread::sleep(Duration::from_secs(4));
+    customer.hang_up_and_finish();
+    let consulted_in = browser.expect("consulted_in", Duration::from_secs(30));
+    assert!(
+        text(&consulted_in, "seen").contains("incall"),
+        "{consulted_in}"
+    );
     browser.expect("done", Duration::from_secs(30));
 
     // --- Call 1 on record: blocked desk rejected, 1001 answered, s100 monitored.
@@ -291,11 +377,9 @@ fn browser_agent_with_blocked_microphone_supervisor_mute_microphone_choice_and_t
     // --- Call 2 on record: transferred by 1001 to 1002 with the desk's note.
     let (call, legs) = stored_call(&server, CALLER2, 2);
     assert_eq!(call.agent_id.as_deref(), Some("1002"), "{call:#?}");
-    assert_eq!(call.transfer_chain.len(), 1, "{call:#?}");
-    let hop = &call.transfer_chain[0];
     assert_eq!(
-        (hop.from_agent.as_str(), hop.to.as_str(), hop.note.as_str()),
-        ("1001", "agent 1002", text(&transferred, "note").as_str()),
+        hops(&call),
+        [("1001", "agent 1002", text(&transferred, "note").as_str())],
         "the transfer and its note"
     );
     assert!(
@@ -303,7 +387,8 @@ fn browser_agent_with_blocked_microphone_supervisor_mute_microphone_choice_and_t
             .any(|l| l.party == "1002" && l.outcome == "connected"),
         "1002 answered the transferred call: {legs:#?}"
     );
-    let (agent_until, colleague_from, colleague_secs) = handed_over(&call);
+    let (agent_until, colleague_from, colleague_secs) =
+        handed_over(&call, AGENT_TONE, COLLEAGUE_TONE);
     assert!(
         agent_until <= colleague_from + 0.5 && colleague_secs >= 3.0,
         "the customer heard the browser agent until {agent_until:.1} s, then 1002 from {colleague_from:.1} s ({colleague_secs:.1} s)"
@@ -312,13 +397,8 @@ fn browser_agent_with_blocked_microphone_supervisor_mute_microphone_choice_and_t
     // --- Call 3: consulted 1002 from the desk, then handed over.
     let (call, legs) = stored_call(&server, CALLER3, 2);
     assert_eq!(call.agent_id.as_deref(), Some("1002"), "{call:#?}");
-    let hops: Vec<(&str, &str, &str)> = call
-        .transfer_chain
-        .iter()
-        .map(|h| (h.from_agent.as_str(), h.to.as_str(), h.note.as_str()))
-        .collect();
     assert_eq!(
-        hops,
+        hops(&call),
         [("1001", "agent 1002", text(&consulted, "note").as_str())],
         "the attended transfer and its note"
     );
@@ -344,13 +424,25 @@ fn browser_agent_with_blocked_microphone_supervisor_mute_microphone_choice_and_t
         colleague_to_agent >= 2.5,
         "the browser agent heard 1002 during the consultation ({colleague_to_agent:.1} s)"
     );
-    // The customer heard the browser agent, then music (not the two agents),
-    // then 1002.
-    let (agent_until, colleague_from, colleague_secs) = handed_over(&call);
-    assert!(
-        colleague_from - agent_until >= 3.0 && colleague_secs >= 2.5,
-        "the customer heard the browser agent until {agent_until:.1} s and 1002 from {colleague_from:.1} s ({colleague_secs:.1} s): not the consultation in between"
+    handed_over_after_consulting(&call, AGENT_TONE, COLLEAGUE_TONE);
+
+    // --- Call 4: 1002 consulted the browser agent and handed the customer over.
+    let (call, legs) = stored_call(&server, CALLER4, 2);
+    assert_eq!(call.agent_id.as_deref(), Some("1001"), "{call:#?}");
+    assert_eq!(
+        rung(&legs),
+        [
+            ("1002", "offer", "transferred"),
+            ("1001", "consult", "connected")
+        ],
+        "the phones call 4 rang"
     );
+    assert_eq!(
+        hops(&call),
+        [("1002", "agent 1001", consult_note)],
+        "the hand-over to the browser agent and its note"
+    );
+    handed_over_after_consulting(&call, COLLEAGUE_TONE, AGENT_TONE);
 
     // The pages are gone: their registrations and WebRTC legs with them.
     drop(browser);

@@ -25,6 +25,9 @@
 //                                      call 3: the agent consulted TRANSFER_TO
 //                                      on the desk, then handed the caller
 //                                      over; what the agent heard (WAV)
+//   consulted_in {seen}                call 4: a colleague's customer handed
+//                                      to this browser agent after a
+//                                      consultation; the call has ended
 //   done
 
 import { join } from 'node:path';
@@ -174,6 +177,12 @@ try {
   say('consulted', {
     note: consultNote, from: from3, consult_at: consultAt, complete_at: completeAt, path: heard3, seen: await seen(agent),
   });
+
+  // Call 4: a colleague consults this agent (the phone rings and answers by
+  // itself) and hands the customer over; the customer hangs up.
+  await stateIs(agent, 'incall', 120000);
+  await passed(agent, 'ended', 120000);
+  say('consulted_in', { seen: await seen(agent) });
   if (s.errors.length) throw new Error(`script errors: ${s.errors.join('; ')}`);
   say('done');
 } catch (e) {
