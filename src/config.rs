@@ -76,6 +76,15 @@ pub struct SipConfig {
     /// Digest algorithms offered, most preferred first ("MD5", "SHA-256").
     #[serde(default = "default_digest_algorithms")]
     pub digest_algorithms: Vec<String>,
+    /// A browser's `/sip` WebSocket is pinged this often; one silent for
+    /// three periods is closed, and its registration and calls end with it
+    /// (a laptop gone to sleep, a dropped network). 0: no pings.
+    #[serde(default = "default_ws_keepalive")]
+    pub ws_keepalive_secs: u64,
+}
+
+fn default_ws_keepalive() -> u64 {
+    15
 }
 
 /// MD5 alone by default: baresip 1.0 gives up when a 401 carries any SHA-256

@@ -93,6 +93,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         passwords,
         restored,
         presence: None,
+        ws_keepalive: (config.sip.ws_keepalive_secs > 0)
+            .then(|| std::time::Duration::from_secs(config.sip.ws_keepalive_secs)),
     };
     let dialplan_paths = config.dialplan_paths();
     let routing = crate::call::Routing::load(&dialplan_paths).map_err(|errors| {

@@ -3,7 +3,7 @@
 //! by hand: the `sip` subprotocol (426 without it), digest registration on
 //! the socket (401, 200, 403), the same stateless answers to malformed
 //! requests as over UDP, CRLF keep-alives, OPTIONS, the registration dying
-//! with its socket, and hotline calling a WS-registered agent over that
+//! with its socket or with its silence to pings, and hotline calling a WS-registered agent over that
 //! socket with a WebRTC offer (refused with 486: ACK, offered again; the
 //! customer hangs up: CANCEL).
 
@@ -478,6 +478,61 @@ fn register_over_websocket_with_digest() {
             .unwrap_or(0.0),
         0.0
     );
+}
+
+/// A browser that stops answering pings (a laptop gone to sleep, a dropped
+/// network: TCP does not notice) is closed after three silent ping periods
+/// and its registration ends, so no call is offered to it; a browser that
+/// answers stays registered.
+#[test]
+fn a_socket_silent_to_pings_is_closed_and_unregistered() {
+    let server = TestServer::builder().ws_keepalive_secs(1).start();
+    let mut awake = SipSocket::connect(&server);
+    register_ok(&mut awake, &mut Browser::new("1001"), &password_of("1001"));
+    let mut asleep = SipSocket::connect(&server);
+    register_ok(&mut asleep, &mut Browser::new("1002"), &password_of("1002"));
+    wait_registrations(&server, 2.0, REPLY, "both browsers registered");
+
+    // Only `awake` reads its socket (and so answers the pings).
+    let mut dropped = false;
+    for _ in 0..16 {
+        assert!(
+            matches!(awake.next(Duration::from_millis(500)), Frame::Nothing),
+            "the awake browser gets pings only"
+        );
+        if registrations(&server) == 1.0 {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(
+        dropped,
+        "the silent browser's registration ends within 8 s (1 s pings)\n{}",
+        server.log()
+    );
+    assert!(
+        server
+            .log()
+            .lines()
+            .any(|l| l.contains("no answer to pings; closing")),
+        "{}",
+        server.log()
+    );
+    // A second later the awake one is still registered.
+    for _ in 0..4 {
+        assert!(matches!(
+            awake.next(Duration::from_millis(500)),
+            Frame::Nothing
+        ));
+    }
+    assert_eq!(
+        registrations(&server),
+        1.0,
+        "the browser that answers stays"
+    );
+    // The silent one finds its socket closed once it reads again.
+    let closed = (0..20).any(|_| matches!(asleep.next(REPLY), Frame::Closed(_)));
+    assert!(closed, "the server closed the silent browser's socket");
 }
 
 #[test]

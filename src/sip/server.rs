@@ -42,6 +42,8 @@ pub struct SipSettings {
     pub restored: Vec<Binding>,
     /// Told (agent, has a live registration) whenever that may have changed.
     pub presence: Option<mpsc::UnboundedSender<(String, bool)>>,
+    /// Ping period of browsers' WebSockets (`None`: no pings).
+    pub ws_keepalive: Option<Duration>,
 }
 
 /// Requests other parts of the server make of the SIP dispatcher.
@@ -149,6 +151,7 @@ pub async fn start(
     calls: Option<mpsc::Sender<InboundCall>>,
     cancel: CancellationToken,
 ) -> anyhow::Result<SipHandle> {
+    let ws_keepalive = settings.ws_keepalive;
     let udp = tokio::net::UdpSocket::bind(settings.listen)
         .await
         .with_context(|| format!("cannot bind SIP UDP {}", settings.listen))?;
@@ -219,6 +222,7 @@ pub async fn start(
     let flows_closed_tx = flows_closed.clone();
     let websocket = super::ws::SipWs::new(
         endpoint_inner,
+        ws_keepalive,
         cancel.child_token(),
         Arc::new(move |peer| {
             // No receiver (no call on a browser) is not an error.

@@ -26,6 +26,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -62,14 +63,23 @@ pub struct SipWs {
     /// Wss when the HTTP listener has TLS: it goes into the connection's
     /// address, so Via `received`/flow matching name the right transport.
     transport: Transport,
+    /// Ping period; a socket silent for [`SILENT_PERIODS`] of them is dead.
+    keepalive: Option<Duration>,
     cancel: CancellationToken,
 }
+
+/// Periods without any frame (a pong included) after which a socket is
+/// taken for dead: a browser answers every ping at once, so three missed
+/// periods mean its machine or network is gone, even though TCP has not
+/// noticed.
+pub const SILENT_PERIODS: u32 = 3;
 
 impl SipWs {
     /// A bridge into `endpoint`'s transport layer (plain `ws:` until
     /// [`secure`](Self::secure)).
     pub(crate) fn new(
         endpoint: Arc<EndpointInner>,
+        keepalive: Option<Duration>,
         cancel: CancellationToken,
         on_close: Arc<dyn Fn(SocketAddr) + Send + Sync>,
     ) -> Self {
@@ -77,6 +87,7 @@ impl SipWs {
             endpoint,
             on_close,
             transport: Transport::Ws,
+            keepalive,
             cancel,
         }
     }
@@ -143,10 +154,28 @@ async fn bridge(mut socket: WebSocket, peer: SocketAddr, state: SipWs) {
     layer.add_connection(sip_conn.clone());
     tracing::debug!(%peer, "SIP over WebSocket connected");
 
+    // Without pings, a tick that never comes.
+    let period = state
+        .keepalive
+        .unwrap_or(Duration::from_secs(3600 * 24 * 365));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
+
     loop {
         tokio::select! {
             _ = conn_cancel.cancelled() => break,
+            _ = ping.tick(), if state.keepalive.is_some() => {
+                if last_heard.elapsed() >= period * SILENT_PERIODS {
+                    tracing::info!(%peer, silent_s = last_heard.elapsed().as_secs(), "SIP over WebSocket: no answer to pings; closing");
+                    break;
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
             frame = socket.recv() => {
+                last_heard = tokio::time::Instant::now();
                 let text = match frame {
                     Some(Ok(Message::Text(t))) => t.to_string(),
                     // RFC 7118 allows binary frames with UTF-8 SIP in them.

@@ -171,6 +171,8 @@ pub struct ServerBuilder {
     pub rtp_ports: Option<(u16, u16)>,
     /// `[sip] answer_delay_ms`: ring (180) this long before answering.
     pub answer_delay_ms: Option<u64>,
+    /// `[sip] ws_keepalive_secs`: ping period of browsers' WebSockets.
+    pub ws_keepalive_secs: Option<u64>,
     /// Symbolic links (name in the server's directory, target) made before
     /// the server starts.
     pub links: Vec<(String, PathBuf)>,
@@ -199,6 +201,7 @@ impl Default for ServerBuilder {
             media_timeout_secs: None,
             rtp_ports: None,
             answer_delay_ms: None,
+            ws_keepalive_secs: None,
             links: Vec::new(),
             tls: None,
         }
@@ -265,6 +268,11 @@ impl ServerBuilder {
         self.answer_delay_ms = Some(ms);
         self
     }
+    /// Ping browsers' WebSockets every `secs`.
+    pub fn ws_keepalive_secs(mut self, secs: u64) -> Self {
+        self.ws_keepalive_secs = Some(secs);
+        self
+    }
 
     fn render(&self, sip: SocketAddr, http: SocketAddr, dir: &Path) -> String {
         let mut t = String::new();
@@ -285,6 +293,7 @@ impl ServerBuilder {
         num(&mut t, "auth_window_secs", self.auth_window_secs);
         num(&mut t, "auth_block_secs", self.auth_block_secs);
         num(&mut t, "answer_delay_ms", self.answer_delay_ms);
+        num(&mut t, "ws_keepalive_secs", self.ws_keepalive_secs);
         if let Some(algs) = &self.digest_algorithms {
             let _ = writeln!(t, "digest_algorithms = {algs:?}");
         }
