@@ -326,10 +326,13 @@ function onMessage(m) {
       if (st.current && st.current.id === m.call_id && m.from_agent === me.id) {
         st.current.phase = 'ended';
         renderPop();
-      } else if (st.current && st.current.id === m.call_id && st.current.phase === 'consulted' && m.to === `agent ${me.id}`) {
-        // I was consulted and the colleague handed the caller over to me.
+      } else if (st.current && st.current.id === m.call_id && m.to === `agent ${me.id}`) {
+        // The call was handed to me. The ACD may have offered it (and this
+        // desk popped it) before this event came from the call: the note
+        // goes on the pop either way.
         st.current.transferNote = m.note;
-        st.current.phase = 'talking';
+        // Consulted, then handed the caller: now talking to them.
+        if (st.current.phase === 'consulted') st.current.phase = 'talking';
         renderPop();
       }
       break;
