@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::acd::{offer_failure, QueueMsg};
-use super::party::{Flow, PartyMedia};
+use super::party::PartyMedia;
 use super::CallDeps;
 use crate::acd::{Input, OfferFailure, OfferId, TransferTarget};
 use crate::media::engine::MediaSession;
@@ -933,18 +933,7 @@ impl Service {
         // A browser softphone (registered over WebSocket) gets a WebRTC offer;
         // a phone or gateway an RTP one.
         let (media, offer) = if is_websocket(&transport) {
-            let flow = Flow {
-                addr: destination,
-                closed: self.deps.sip.closed_flows(),
-            };
-            PartyMedia::browser(
-                &self.deps.browsers,
-                &self.deps.media,
-                Some(customer),
-                flow,
-                tx,
-            )
-            .await?
+            PartyMedia::browser(&self.deps.browsers, &self.deps.media, Some(customer), tx).await?
         } else {
             let media = PartyMedia::rtp(&self.deps.media, Some(customer), tx)
                 .map_err(|e| format!("no media port: {e}"))?;

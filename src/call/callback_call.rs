@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::outbound::{trunk_call, CallJob, CallResult, OutboundDeps};
-use super::party::{Flow, PartyMedia};
+use super::party::PartyMedia;
 use crate::acd::Input;
 use crate::events::Event;
 use crate::media::engine::{MediaEvent, MediaSession};
@@ -209,11 +209,7 @@ impl CallbackCall {
             .next()
             .ok_or_else(|| "agent_unregistered".to_string())?;
         let (media, offer) = if is_websocket(&binding.transport) {
-            let flow = Flow {
-                addr: binding.source,
-                closed: self.deps.sip.closed_flows(),
-            };
-            PartyMedia::browser(&self.deps.browsers, &self.deps.media, None, flow, media_tx)
+            PartyMedia::browser(&self.deps.browsers, &self.deps.media, None, media_tx)
                 .await
                 .map_err(|e| {
                     warn!(error = %e, "no browser leg for the agent");

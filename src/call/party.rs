@@ -3,11 +3,9 @@
 //! softphone also its WebRTC leg. Call code treats both kinds alike: make
 //! the offer, ring, complete the exchange on answer.
 
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info};
 
@@ -30,17 +28,6 @@ enum Kind {
 pub(super) struct PartyMedia {
     session: MediaSession,
     kind: Kind,
-    flow: Option<Flow>,
-}
-
-/// The WebSocket a browser party's SIP runs over. When it closes the page
-/// is gone (closed, crashed, offline) and its media with it: the party is
-/// hung up at once rather than when ICE gives up, half a minute later.
-pub(super) struct Flow {
-    /// The connection's remote address (the binding's destination).
-    pub addr: SocketAddr,
-    /// Addresses of WebSocket connections as they close.
-    pub closed: broadcast::Receiver<SocketAddr>,
 }
 
 impl Deref for PartyMedia {
@@ -66,18 +53,15 @@ impl PartyMedia {
         Ok(Self {
             session,
             kind: Kind::Rtp,
-            flow: None,
         })
     }
 
-    /// A browser leg beside `near` (or on any worker), whose SIP runs over
-    /// `flow`: the WebRTC offer for the INVITE and the media that will carry
-    /// it once answered.
+    /// A browser leg beside `near` (or on any worker): the WebRTC offer for
+    /// the INVITE and the media that will carry it once answered.
     pub async fn browser(
         browsers: &Arc<dyn BrowserMedia>,
         media: &MediaEngine,
         near: Option<&MediaSession>,
-        flow: Flow,
         events: UnboundedSender<MediaEvent>,
     ) -> Result<(Self, String), String> {
         // The customer's law first: Chromium takes it and the bridge copies.
@@ -94,7 +78,6 @@ impl PartyMedia {
             Self {
                 session,
                 kind: Kind::Offered(offered),
-                flow: Some(flow),
             },
             sdp,
         ))
@@ -122,7 +105,7 @@ impl PartyMedia {
                     .await
                     .map_err(|e| format!("browser answer: {e}"))?;
                 self.session.attach_browser(live.media);
-                tokio::spawn(watch_browser(live.events, self.flow.take(), leg.clone()));
+                tokio::spawn(watch_browser(live.events, leg.clone()));
                 self.kind = Kind::Live(live.leg);
                 Ok(())
             }
@@ -136,45 +119,19 @@ impl PartyMedia {
 }
 
 /// Follows a browser leg: its key presses are logged (the agent's keypad),
-/// and when its WebSocket closes, or ICE or DTLS gives up (network gone),
-/// the SIP leg is hung up so the call does not hold a dead agent.
-async fn watch_browser(
-    mut events: tokio::sync::mpsc::Receiver<BrowserEvent>,
-    mut flow: Option<Flow>,
-    leg: Leg,
-) {
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Some(BrowserEvent::Connected) => debug!("browser media connected"),
-                Some(BrowserEvent::Digit(digit)) => info!(%digit, "browser agent pressed a key"),
-                Some(BrowserEvent::Closed) => {
-                    info!("browser media closed; hanging up its leg");
-                    leg.hangup().await;
-                    return;
-                }
-                None => return,
-            },
-            gone = flow_closed(&mut flow) => {
-                info!(flow = %gone, "the browser's WebSocket closed; its party is gone");
-                leg.abandon();
+/// and when ICE or DTLS gives up (network gone) the SIP leg is hung up so
+/// the call does not hold a dead agent. (A page that closes or crashes is
+/// noticed sooner, by its WebSocket: `sip::leg::outbound`.)
+async fn watch_browser(mut events: tokio::sync::mpsc::Receiver<BrowserEvent>, leg: Leg) {
+    while let Some(event) = events.recv().await {
+        match event {
+            BrowserEvent::Connected => debug!("browser media connected"),
+            BrowserEvent::Digit(digit) => info!(%digit, "browser agent pressed a key"),
+            BrowserEvent::Closed => {
+                info!("browser media closed; hanging up its leg");
+                leg.hangup().await;
                 return;
             }
-        }
-    }
-}
-
-/// Resolves when `flow`'s own connection closes; never without a flow.
-async fn flow_closed(flow: &mut Option<Flow>) -> SocketAddr {
-    loop {
-        let Some(f) = flow.as_mut() else {
-            return std::future::pending().await;
-        };
-        match f.closed.recv().await {
-            Ok(addr) if addr == f.addr => return addr,
-            Ok(_) | Err(RecvError::Lagged(_)) => {}
-            // The SIP server stopped: only ICE can tell from now on.
-            Err(RecvError::Closed) => *flow = None,
         }
     }
 }

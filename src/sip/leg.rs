@@ -8,8 +8,8 @@ use rsipstack::dialog::dialog::{DialogState, TerminatedReason, TransactionHandle
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, Request, StatusCode};
-use tokio::sync::mpsc;
-use tracing::debug;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info};
 
 /// Why a leg ended, from the point of view of the call record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,8 +126,6 @@ pub struct InboundCall {
 #[derive(Clone)]
 pub struct Leg {
     dialog: InviteDialog,
-    /// Told when the far end is known to be gone ([`Leg::abandon`]).
-    gone: Arc<tokio::sync::Notify>,
 }
 
 impl Leg {
@@ -151,16 +149,6 @@ impl Leg {
         let _ = self
             .dialog
             .reject(Some(StatusCode::from(status)), warning.map(str::to_string));
-    }
-
-    /// The far end's connection closed under an answered call: the call
-    /// learns at once (`LegEvent::Ended(EndCause::Gone)`), not when a BYE
-    /// that cannot arrive times out (32 s); the BYE is still tried, in the
-    /// background, to end the dialog.
-    pub fn abandon(&self) {
-        self.gone.notify_one();
-        let leg = self.clone();
-        tokio::spawn(async move { leg.hangup().await });
     }
 
     /// BYE (after answer).
@@ -225,12 +213,19 @@ pub struct OutboundCall {
 }
 
 /// Place an outbound INVITE; its progress arrives as [`LegEvent`]s.
+/// `closed_flows` (for a WebSocket destination): addresses of WebSocket
+/// connections as they close. When the leg's own closes under an answered
+/// call (a browser page crashed or was closed) the call gets
+/// `Ended(EndCause::Gone)` at once, not when a BYE that cannot arrive times
+/// out (32 s); the BYE is still tried, to end the dialog.
 pub(crate) fn outbound(
     layer: Arc<DialogLayer>,
     contact: rsipstack::sip::Uri,
     domain: &str,
     call: OutboundCall,
+    closed_flows: Option<broadcast::Receiver<std::net::SocketAddr>>,
 ) -> Result<(Leg, mpsc::UnboundedReceiver<LegEvent>), String> {
+    let flow = call.destination;
     use rsipstack::dialog::invitation::InviteOption;
     use rsipstack::transport::SipAddr;
     let callee = rsipstack::sip::Uri::try_from(call.target.as_str())
@@ -292,13 +287,12 @@ pub(crate) fn outbound(
         }
     });
     let d = dialog.clone();
-    let gone = Arc::new(tokio::sync::Notify::new());
-    let abandoned = gone.clone();
+    let mut closed_flows = closed_flows;
     tokio::spawn(async move {
         let mut ringing = false;
         let mut answered = false;
-        // Once abandoned, the call has had its Ended; the dialog is still
-        // followed until it terminates, to be removed from the layer.
+        // Once the flow is gone the call has had its Ended; the dialog is
+        // still followed until it terminates, to be removed from the layer.
         let mut ended = false;
         loop {
             let state = tokio::select! {
@@ -306,9 +300,16 @@ pub(crate) fn outbound(
                     Some(state) => state,
                     None => break,
                 },
-                _ = abandoned.notified(), if answered && !ended => {
+                _ = flow_closed(&mut closed_flows, flow), if answered && !ended => {
+                    info!(%flow, "the WebSocket under the call closed; the far end is gone");
                     ended = true;
                     let _ = tx.send(LegEvent::Ended(EndCause::Gone));
+                    let bye = d.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = bye.bye().await {
+                            debug!(error = %e, "BYE failed");
+                        }
+                    });
                     continue;
                 }
             };
@@ -390,7 +391,25 @@ pub(crate) fn outbound(
         }
         drop(d);
     });
-    Ok((Leg { dialog, gone }, rx))
+    Ok((Leg { dialog }, rx))
+}
+
+/// Resolves when the connection at `flow` closes; never without a receiver.
+async fn flow_closed(
+    closed: &mut Option<broadcast::Receiver<std::net::SocketAddr>>,
+    flow: std::net::SocketAddr,
+) {
+    loop {
+        let Some(rx) = closed.as_mut() else {
+            return std::future::pending().await;
+        };
+        match rx.recv().await {
+            Ok(addr) if addr == flow => return,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            // The SIP server stopped: nothing will tell any more.
+            Err(broadcast::error::RecvError::Closed) => *closed = None,
+        }
+    }
 }
 
 fn body_text(req: &Request) -> Option<String> {
@@ -497,10 +516,7 @@ pub(crate) fn inbound(
         called,
         offer,
         source,
-        leg: Leg {
-            dialog,
-            gone: Arc::new(tokio::sync::Notify::new()),
-        },
+        leg: Leg { dialog },
         events: rx,
     }
 }

@@ -69,13 +69,6 @@ pub struct SipHandle {
 }
 
 impl SipHandle {
-    /// The addresses of WebSocket connections as they close. A call with a
-    /// browser on one hangs that party up at once: its page is gone (closed,
-    /// crashed, offline), and with it the media, long before ICE notices.
-    pub fn closed_flows(&self) -> tokio::sync::broadcast::Receiver<SocketAddr> {
-        self.flows_closed.subscribe()
-    }
-
     /// State of the `/sip` WebSocket route (SIP over WebSocket for browser
     /// softphones), served on the HTTP listener; `secure` under HTTPS (wss:).
     pub fn websocket(&self, secure: bool) -> super::ws::SipWs {
@@ -93,11 +86,15 @@ impl SipHandle {
         ),
         String,
     > {
+        // A leg down a browser's WebSocket ends when that socket closes.
+        let closed_flows =
+            super::leg::is_websocket(&call.transport).then(|| self.flows_closed.subscribe());
         super::leg::outbound(
             self.dialogs.clone(),
             self.contact.clone(),
             &self.domain,
             call,
+            closed_flows,
         )
     }
 
