@@ -72,7 +72,7 @@ pub struct SipWs {
 /// taken for dead: a browser answers every ping at once, so three missed
 /// periods mean its machine or network is gone, even though TCP has not
 /// noticed.
-pub const SILENT_PERIODS: u32 = 3;
+const SILENT_PERIODS: u32 = 3;
 
 impl SipWs {
     /// A bridge into `endpoint`'s transport layer (plain `ws:` until
@@ -154,18 +154,17 @@ async fn bridge(mut socket: WebSocket, peer: SocketAddr, state: SipWs) {
     layer.add_connection(sip_conn.clone());
     tracing::debug!(%peer, "SIP over WebSocket connected");
 
-    // Without pings, a tick that never comes.
-    let period = state
-        .keepalive
-        .unwrap_or(Duration::from_secs(3600 * 24 * 365));
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping = state.keepalive.map(|period| {
+        let mut i = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
     let mut last_heard = tokio::time::Instant::now();
 
     loop {
         tokio::select! {
             _ = conn_cancel.cancelled() => break,
-            _ = ping.tick(), if state.keepalive.is_some() => {
+            period = ping_due(&mut ping) => {
                 if last_heard.elapsed() >= period * SILENT_PERIODS {
                     tracing::info!(%peer, silent_s = last_heard.elapsed().as_secs(), "SIP over WebSocket: no answer to pings; closing");
                     break;
@@ -242,6 +241,17 @@ async fn bridge(mut socket: WebSocket, peer: SocketAddr, state: SipWs) {
     conn_cancel.cancel();
     (state.on_close)(peer);
     tracing::debug!(%peer, "SIP over WebSocket closed");
+}
+
+/// The ping period, at each tick; never without pings.
+async fn ping_due(ping: &mut Option<tokio::time::Interval>) -> Duration {
+    match ping {
+        Some(i) => {
+            i.tick().await;
+            i.period()
+        }
+        None => std::future::pending().await,
+    }
 }
 
 enum Inbound {
