@@ -115,21 +115,6 @@ fn wait_connected(server: &TestServer, caller: &str, agent: &str) -> String {
     .unwrap_or_else(|| panic!("{caller} never talked to {agent}\n{}", server.log()))
 }
 
-/// An API token for `id` (password as for agents).
-fn login(server: &TestServer, id: &str) -> String {
-    let (status, body) = http_request(
-        server.http,
-        "POST",
-        "/api/login",
-        None,
-        Some(&serde_json::json!({"id": id, "password": agent_password(id)}).to_string()),
-    )
-    .expect("login");
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).expect("login JSON");
-    v["token"].as_str().expect("token").to_string()
-}
-
 #[test]
 fn browser_agent_with_blocked_microphone_supervisor_mute_microphone_choice_and_transfer() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
@@ -239,7 +224,7 @@ fn browser_agent_with_blocked_microphone_supervisor_mute_microphone_choice_and_t
     let customer = Customer::call(&server, CALLER4, &["1", "#"]);
     let call4 = wait_connected(&server, CALLER4, "1002");
     std::thread::sleep(Duration::from_secs(3));
-    let token = login(&server, "s100");
+    let token = server.login("s100", &agent_password("s100"));
     let consult_note = "客户家的洗衣机需要换电机,请安装组接手";
     let post = |path: &str, body: &str| {
         http_request(server.http, "POST", path, Some(&token), Some(body)).expect("API request")

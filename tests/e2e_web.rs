@@ -267,16 +267,6 @@ fn baresip(server: &TestServer, id: &str) -> KillOnDrop {
     KillOnDrop(child)
 }
 
-/// Log in through the API: the bearer token.
-fn api_login(server: &TestServer, id: &str, password: &str) -> String {
-    let body = serde_json::json!({"id": id, "password": password}).to_string();
-    let (status, body) = http_request(server.http, "POST", "/api/login", None, Some(&body))
-        .expect("POST /api/login");
-    assert_eq!(status, 200, "login {id}: {body}");
-    let v: Value = serde_json::from_str(&body).expect("login JSON");
-    v["token"].as_str().expect("token").to_string()
-}
-
 /// Numbers of the inbound CSV for one scope/name: offered, answered, abandoned.
 fn csv_counts(csv: &str, scope: &str, name: &str) -> Option<(i64, i64, i64)> {
     for line in csv.trim_start_matches('\u{feff}').lines().skip(1) {
@@ -689,7 +679,7 @@ fn wallboard_monitors_and_desk_consults_a_live_call() {
 
     customer.hang_up_and_finish();
     // The record as the API gives it, once the call and its legs are written.
-    let token = api_login(&server, "s100", &agent_password("s100"));
+    let token = server.login("s100", &agent_password("s100"));
     let fetch = || {
         let (status, body) = http_request(
             server.http,
@@ -743,7 +733,7 @@ const CB_CUSTOMER: &str = "陈秀英";
 /// admin): an installation of 陈秀英's, finished yesterday (its task is the
 /// first due), and a repair of another customer's, finished today.
 fn import_callback_orders(server: &TestServer) {
-    let token = api_login(server, "admin", "hotline-admin");
+    let token = server.login("admin", "hotline-admin");
     let at = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
             .expect("time")

@@ -526,6 +526,16 @@ impl TestServer {
         })
     }
 
+    /// `POST /api/login` as `id`: the bearer token (panics unless 200).
+    pub fn login(&self, id: &str, password: &str) -> String {
+        let body = serde_json::json!({"id": id, "password": password}).to_string();
+        let (status, body) = http_request(self.http, "POST", "/api/login", None, Some(&body))
+            .expect("POST /api/login");
+        assert_eq!(status, 200, "login {id}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("login JSON");
+        v["token"].as_str().expect("token").to_string()
+    }
+
     /// The Prometheus text of `/metrics`.
     pub fn metrics(&self) -> String {
         let (status, body) = self.get("/metrics");
